@@ -1,0 +1,87 @@
+"""Commands from streams to sinks. Each carries a deterministic `command_id`: sinks keep a
+ledger of done ids, so a command delivered twice has its side effect once."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from schemas.records import RecordRef, TicketRecord
+from schemas.social import ThreadRef
+
+
+def command_id_for(kind: str, *parts: str) -> str:
+    """Same inputs, same id: the idempotency key of a side effect."""
+    digest = hashlib.sha256("\x1f".join((kind, *parts)).encode()).hexdigest()[:32]
+    return f"{kind}-{digest}"
+
+
+class _Command(BaseModel):
+    command_id: str
+    target: str = Field(description="Name of the connector that carries it out (its commands topic).")
+
+
+class PostCard(_Command):
+    kind: Literal["post_card"] = "post_card"
+    thread: ThreadRef
+    record: TicketRecord
+    in_reply_to: str = Field(description="Message that mentioned the record.")
+
+
+class UpdateCard(_Command):
+    kind: Literal["update_card"] = "update_card"
+    thread: ThreadRef
+    record: TicketRecord
+    card_message_id: str | None = None
+
+
+class AddComment(_Command):
+    kind: Literal["add_comment"] = "add_comment"
+    record: RecordRef
+    thread: ThreadRef
+    body: str
+    permalink: str | None = None
+
+
+class CreateTicket(_Command):
+    kind: Literal["create_ticket"] = "create_ticket"
+    thread: ThreadRef
+    project: str
+    summary: str
+    description: str = ""
+
+
+class FetchRecord(_Command):
+    kind: Literal["fetch_record"] = "fetch_record"
+    record: RecordRef
+
+
+Command = Annotated[PostCard | UpdateCard | AddComment | CreateTicket | FetchRecord, Field(discriminator="kind")]
+
+
+class LedgerEntry(BaseModel):
+    """A side effect that was done: sinks skip commands whose id is in the ledger."""
+
+    command_id: str
+    target: str
+    done_at: datetime
+    result: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeadLetter(BaseModel):
+    """What could not be processed, with why: `threadlink dlq replay` sends it back."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: str = Field(description="The original value, UTF-8 (or base64 when not text).")
+    value_encoding: Literal["utf-8", "base64"] = "utf-8"
+    error_kind: Literal["fatal", "skippable", "retries_exhausted", "invalid"]
+    reason: str
+    consumer: str
+    failed_at: datetime
+    attempts: int = 1

@@ -1,0 +1,20 @@
+"""Every connector type threadlink knows. Adding a system: a folder under connectors/ with a
+`connector.py` exposing PLUGIN, and one line here."""
+
+from __future__ import annotations
+
+import importlib
+
+from connectors.base import ConnectorPlugin
+
+PLUGINS: dict[str, str] = {
+    "slack": "connectors.slack.connector",
+    "jira": "connectors.jira.connector",
+}
+
+
+def plugin_for(kind: str) -> ConnectorPlugin | None:
+    module = PLUGINS.get(kind)
+    if module is None:
+        return None
+    return importlib.import_module(module).PLUGIN

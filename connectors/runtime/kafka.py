@@ -1,0 +1,111 @@
+"""Kafka plumbing for connectors, on kafka-python: an acks=all idempotent publisher that
+asyncio code can await, and reading a compacted topic to its end."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+
+from connectors.runtime.metrics import EVENTS_PUBLISHED, PUBLISH_SECONDS
+from schemas.envelope import Envelope
+
+log = logging.getLogger(__name__)
+
+
+class PublishError(Exception):
+    """The broker did not acknowledge an event; the caller must not report success."""
+
+
+class KafkaPublisher:
+    """Implements connectors.base.Publisher.
+
+    acks=all + idempotence: an awaited publish is on every in-sync replica, and the
+    producer's own retries never duplicate it.
+    """
+
+    def __init__(self, bootstrap_servers: str, *, client_id: str, connector: str = "runtime") -> None:
+        self._connector = connector
+        self._producer = KafkaProducer(
+            bootstrap_servers=bootstrap_servers.split(","),
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+            retries=2**31 - 1,
+            delivery_timeout_ms=60_000,
+            request_timeout_ms=15_000,
+            key_serializer=str.encode,
+        )
+
+    async def publish(self, topic: str, key: str, envelope: Envelope[Any]) -> None:
+        await self.publish_raw(topic, key, envelope.to_bytes(), envelope.kafka_headers())
+
+    async def publish_raw(self, topic: str, key: str | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        started = time.perf_counter()
+
+        def on_success(_metadata: Any) -> None:
+            loop.call_soon_threadsafe(_settle, done, None)
+
+        def on_error(exc: BaseException) -> None:
+            loop.call_soon_threadsafe(_settle, done, exc)
+
+        try:
+            future = self._producer.send(topic, key=key, value=value, headers=headers)
+        except KafkaError as exc:
+            raise PublishError(f"cannot send to {topic}: {exc}") from exc
+        future.add_callback(on_success)
+        future.add_errback(on_error)
+        await done
+        PUBLISH_SECONDS.labels(self._connector).observe(time.perf_counter() - started)
+        EVENTS_PUBLISHED.labels(self._connector, topic).inc()
+
+    def close(self, timeout_s: float = 10) -> None:
+        self._producer.flush(timeout=timeout_s)
+        self._producer.close(timeout=timeout_s)
+
+
+def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is None:
+        future.set_result(None)
+    else:
+        future.set_exception(PublishError(f"broker did not acknowledge: {exc}"))
+
+
+def read_to_end(bootstrap_servers: str, topic: str, *, client_id: str, timeout_s: float = 30) -> list[Any]:
+    """Every record of `topic` from the beginning to the end offsets seen at the start.
+
+    Blocking: call from a worker thread. Used to load the sink ledger (a compacted topic).
+    """
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers.split(","),
+        client_id=client_id,
+        group_id=None,
+        enable_auto_commit=False,
+    )
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} to its end took longer than {timeout_s}s")
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()

@@ -1,0 +1,205 @@
+"""Runs one connector's Sink: consume its commands topic, do each command once, dead-letter
+what fails, commit only after the outcome is durable."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer
+from kafka.errors import CommitFailedError, KafkaError
+from pydantic import TypeAdapter, ValidationError
+
+from connectors.base import Sink
+from connectors.errors import ConnectorError, RetriableError
+from connectors.runtime import metrics
+from connectors.runtime.deadletter import dead_letter_for, send_to_dead_letters
+from connectors.runtime.kafka import KafkaPublisher, read_to_end
+from connectors.runtime.retry import RetryPolicy
+from schemas import events
+from schemas.commands import Command, LedgerEntry
+from schemas.envelope import Envelope, utcnow
+from schemas.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+COMMAND_ENVELOPE = TypeAdapter(Envelope[Command])
+LEDGER_ENVELOPE = TypeAdapter(Envelope[LedgerEntry])
+
+
+class SinkRunner:
+    """Lifecycle: `await start()` loads the ledger and subscribes; `await run()` loops until
+    `stop()`; the runner then closes its consumer. All consumer calls happen on one thread
+    (kafka-python consumers are not thread-safe)."""
+
+    def __init__(
+        self,
+        name: str,
+        sink: Sink,
+        *,
+        bootstrap_servers: str,
+        topics: TopicNames,
+        publisher: KafkaPublisher,
+        client_id: str,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.name = name
+        self.sink = sink
+        self.topics = topics
+        self.publisher = publisher
+        self.retry = retry or getattr(sink, "retry_policy", None) or RetryPolicy()
+        self._bootstrap = bootstrap_servers
+        self._client_id = client_id
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sink-{name}")
+        self._consumer: KafkaConsumer | None = None
+        self._ledger: set[str] = set()
+        self._stopping = asyncio.Event()
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.topics.namespace}.sink.{self.name}"
+
+    async def start(self) -> None:
+        await self._in_thread(self._load_ledger)
+        self._consumer = await self._in_thread(self._subscribe)
+        await self.sink.start()
+        log.info("sink %s: consuming %s (ledger: %d done commands)", self.name, self.topics.commands(self.name),
+                 len(self._ledger))
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                batches = await self._in_thread(self._poll)
+                for records in batches.values():
+                    for record in records:
+                        await self._handle(record)
+                if batches:
+                    await self._in_thread(self._commit)
+        finally:
+            await self.sink.stop()
+            await self._in_thread(self._close)
+            self._executor.shutdown(wait=False)
+
+    # -- one command ---------------------------------------------------------------------
+
+    async def _handle(self, record: Any) -> None:
+        try:
+            envelope = COMMAND_ENVELOPE.validate_json(record.value)
+        except ValidationError as exc:
+            await self._dead_letter(record, "invalid", f"not a command envelope: {exc.error_count()} problem(s)")
+            return
+        command = envelope.data
+        if command.command_id in self._ledger:
+            metrics.SINK_COMMANDS.labels(self.name, command.kind, "duplicate").inc()
+            return
+        started = time.perf_counter()
+        attempts = 0
+
+        async def attempt() -> dict[str, Any]:
+            nonlocal attempts
+            attempts += 1
+            return await self.sink.execute(command, envelope)
+
+        def on_retry(state: Any) -> None:
+            metrics.SINK_RETRIES.labels(self.name, command.kind).inc()
+            log.warning("sink %s: %s %s: %s; retrying", self.name, command.kind, command.command_id,
+                        state.outcome.exception())
+
+        try:
+            result = await self.retry.call(attempt, on_retry=on_retry)
+        except RetriableError as exc:
+            await self._dead_letter(record, "retries_exhausted", str(exc), attempts)
+            metrics.SINK_COMMANDS.labels(self.name, command.kind, "dead_lettered").inc()
+            return
+        except ConnectorError as exc:
+            await self._dead_letter(record, exc.kind, str(exc), attempts)
+            metrics.SINK_COMMANDS.labels(self.name, command.kind, "dead_lettered").inc()
+            return
+        except Exception as exc:  # a bug in a sink must not stop the partition or lose the command
+            log.exception("sink %s: %s failed unexpectedly", self.name, command.kind)
+            await self._dead_letter(record, "fatal", f"unexpected {type(exc).__name__}", attempts)
+            metrics.SINK_COMMANDS.labels(self.name, command.kind, "dead_lettered").inc()
+            return
+        await self._remember(command.command_id, result or {}, envelope.traceparent)
+        metrics.SINK_COMMANDS.labels(self.name, command.kind, "done").inc()
+        metrics.SINK_SECONDS.labels(self.name, command.kind).observe(time.perf_counter() - started)
+        metrics.END_TO_END_SECONDS.labels(self.name, command.kind).observe(
+            max(0.0, (utcnow() - envelope.occurred_at).total_seconds())
+        )
+
+    async def _remember(self, command_id: str, result: dict[str, Any], traceparent: str | None) -> None:
+        entry = LedgerEntry(command_id=command_id, target=self.name, done_at=utcnow(), result=result)
+        envelope = Envelope.wrap(entry, type=events.LEDGER_DONE, source_system=self.name, subject=command_id,
+                                 parent_traceparent=traceparent, visibility="restricted")
+        await self.publisher.publish(self.topics.ledger, command_id, envelope)
+        self._ledger.add(command_id)
+        metrics.LEDGER_SIZE.labels(self.name).set(len(self._ledger))
+
+    async def _dead_letter(self, record: Any, kind: str, reason: str, attempts: int = 1) -> None:
+        log.error("sink %s: dead-lettering %s[%d]@%d (%s): %s", self.name, record.topic, record.partition,
+                  record.offset, kind, reason)
+        letter = dead_letter_for(record, error_kind=kind, reason=reason, consumer=f"sink.{self.name}",
+                                 attempts=attempts)
+        await send_to_dead_letters(self.publisher, self.topics, letter)
+
+    # -- consumer thread -----------------------------------------------------------------
+
+    async def _in_thread(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _load_ledger(self) -> None:
+        for record in read_to_end(self._bootstrap, self.topics.ledger, client_id=f"{self._client_id}-ledger"):
+            try:
+                entry = LEDGER_ENVELOPE.validate_json(record.value).data
+            except ValidationError:
+                continue
+            if entry.target == self.name:
+                self._ledger.add(entry.command_id)
+        metrics.LEDGER_SIZE.labels(self.name).set(len(self._ledger))
+
+    def _subscribe(self) -> KafkaConsumer:
+        consumer = KafkaConsumer(
+            bootstrap_servers=self._bootstrap.split(","),
+            client_id=self._client_id,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=100,
+            max_poll_interval_ms=600_000,
+        )
+        runner = self
+
+        class ReloadLedgerOnAssign(ConsumerRebalanceListener):
+            # Partitions that come from another instance come with commands it may have done.
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                pass
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                if assigned:
+                    runner._load_ledger()
+
+        consumer.subscribe([self.topics.commands(self.name)], listener=ReloadLedgerOnAssign())
+        return consumer
+
+    def _poll(self) -> dict[Any, list[Any]]:
+        assert self._consumer is not None
+        return self._consumer.poll(timeout_ms=500)
+
+    def _commit(self) -> None:
+        assert self._consumer is not None
+        try:
+            self._consumer.commit()
+        except (CommitFailedError, KafkaError) as exc:
+            # The ledger makes the redelivery that follows harmless.
+            log.warning("sink %s: offset commit failed (%s); the next owner re-reads, the ledger de-duplicates",
+                        self.name, exc)
+
+    def _close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()

@@ -1,0 +1,64 @@
+"""The Faust app: built from the deployment settings, with every flow registered on it.
+
+    threadlink streams run        # a worker (what deploy/ runs)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from streams import tables as table_defs
+from streams import topics as topic_defs
+from streams.flows import link
+from threadlink.config import Settings
+
+
+@dataclass
+class StreamsContext:
+    """What flows get: the app, its topics and tables, the settings."""
+
+    app: faust.App
+    settings: Settings
+    topics: topic_defs.StreamTopics
+    tables: table_defs.StreamTables
+
+
+def create_app(settings: Settings) -> StreamsContext:
+    kafka = settings.kafka
+    if not kafka.bootstrap_servers:
+        raise ValueError("kafka.bootstrap_servers is not set")
+    streams = settings.streams
+    app = faust.App(
+        streams.app_id,
+        broker=[f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],
+        store="memory://",
+        datadir=str(Path(streams.state_dir) / streams.app_id),
+        topic_replication_factor=kafka.replication_factor,
+        topic_partitions=6,
+        # Our topics come from `threadlink topics apply`; Faust only creates its own
+        # (changelogs, assignor).
+        topic_allow_declare=True,
+        producer_acks=-1,
+        web_enabled=streams.web_port > 0,
+        web_host="127.0.0.1",
+        web_port=streams.web_port or 6066,
+        broker_client_id=f"{kafka.client_id}-streams",
+        stream_wait_empty=False,
+    )
+    ctx = StreamsContext(
+        app=app,
+        settings=settings,
+        topics=topic_defs.StreamTopics.declare(app, kafka.topics),
+        tables=table_defs.StreamTables.declare(app),
+    )
+
+    @app.page("/metrics")
+    async def metrics(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    link.register(ctx)
+    return ctx

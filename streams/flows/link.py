@@ -1,0 +1,162 @@
+"""Link: a message mentions a record -> the record's card is posted into the thread, the link
+is remembered, and the record hears back where it is discussed.
+
+    social.messages (by thread) --on_message--> links.requests (by record)
+    links.requests + records table --on_link_request--> commands.<platform> PostCard
+                                                       commands.<system>   AddComment / FetchRecord
+                                                       links
+    records (by record) --on_record--> records table, and the requests that waited for it
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import Counter
+from pydantic import TypeAdapter, ValidationError
+
+from schemas import events
+from schemas.commands import AddComment, FetchRecord, PostCard, command_id_for
+from schemas.envelope import Envelope, utcnow
+from schemas.links import Link, LinkRequest
+from schemas.records import RecordEvent, RecordMissing, TicketRecord
+from schemas.social import SocialMessage
+from streams.flows.common import dead_letter, send
+from streams.mentions import MentionExtractor
+from streams.visibility import may_show
+
+if TYPE_CHECKING:
+    from streams.app import StreamsContext
+
+log = logging.getLogger(__name__)
+
+SOCIAL = TypeAdapter(Envelope[SocialMessage])
+REQUEST = TypeAdapter(Envelope[LinkRequest])
+RECORD = TypeAdapter(Envelope[RecordEvent])
+TICKET = TypeAdapter(TicketRecord)
+
+LINKS = Counter("threadlink_stream_links_total", "Link requests by outcome (carded, waiting, missing, "
+                "already_linked, hidden).", ["outcome"])
+MESSAGES = Counter("threadlink_stream_messages_total", "Social messages by outcome (mentions, none, own, "
+                   "ignored).", ["outcome"])
+
+
+def register(ctx: StreamsContext) -> None:
+    app, topics, tables = ctx.app, ctx.topics, ctx.tables
+    extractor = MentionExtractor([(p.system, p.regex) for p in ctx.settings.streams.mention_patterns])
+
+    async def emit_link(request: LinkRequest, record: TicketRecord, traceparent: str | None) -> None:
+        link_id = f"{request.thread.id}|{request.record.id}"
+        if not may_show(record.visibility, request.channel_visibility):
+            LINKS.labels("hidden").inc()
+            log.info("not showing %s (%s) in %s (%s)", record.ref.id, record.visibility, request.thread.id,
+                     request.channel_visibility)
+            return
+        tables.linked[link_id] = utcnow().isoformat()
+        thread, ref = request.thread, request.record
+        card = PostCard(command_id=command_id_for("post_card", thread.id, ref.id), target=thread.platform,
+                        thread=thread, record=record, in_reply_to=request.message_id)
+        await send(topics.commands(thread.platform), thread.id,
+                   Envelope.wrap(card, type=events.COMMAND.format(kind=card.kind), source_system="streams",
+                                 subject=thread.id, parent_traceparent=traceparent))
+        link = Link(thread=thread, record=ref, message_id=request.message_id, created_at=utcnow())
+        await send(topics.links, link.id, Envelope.wrap(link, type=events.LINK_CREATED, source_system="streams",
+                                                       subject=link.id, parent_traceparent=traceparent))
+        backlink = AddComment(command_id=command_id_for("add_comment", thread.id, ref.id), target=ref.system,
+                              record=ref, thread=thread, body=f"Discussed in {thread.platform} thread",
+                              permalink=request.permalink)
+        await send(topics.commands(ref.system), ref.id,
+                   Envelope.wrap(backlink, type=events.COMMAND.format(kind=backlink.kind), source_system="streams",
+                                 subject=ref.id, parent_traceparent=traceparent))
+        LINKS.labels("carded").inc()
+
+    @app.agent(topics.social_messages, name="link.on_message")
+    async def on_message(stream: Any) -> None:
+        """Keyed by thread: find mentions, re-key each by record."""
+        async for event in stream.events():
+            try:
+                envelope = SOCIAL.validate_json(event.value)
+            except ValidationError as exc:
+                await dead_letter(topics.dead_letters, event, kind="invalid", consumer="streams.link",
+                                  reason=f"not a social message envelope: {exc.error_count()} problem(s)")
+                continue
+            message = envelope.data
+            if message.author.is_threadlink:
+                MESSAGES.labels("own").inc()  # never answer ourselves: no loops
+                continue
+            if message.action == "deleted":
+                MESSAGES.labels("ignored").inc()
+                continue
+            refs = extractor.extract(message.text)
+            MESSAGES.labels("mentions" if refs else "none").inc()
+            for ref in refs:
+                request = LinkRequest(thread=message.thread, message_id=message.message_id, record=ref,
+                                      permalink=message.permalink, channel_visibility=message.channel_visibility)
+                await send(topics.link_requests, ref.id,
+                           Envelope.wrap(request, type=events.LINK_REQUESTED, source_system="streams",
+                                         subject=ref.id, visibility=envelope.visibility,
+                                         parent_traceparent=envelope.traceparent))
+
+    @app.agent(topics.link_requests, name="link.on_link_request")
+    async def on_link_request(stream: Any) -> None:
+        """Keyed by record: meet the record table; fetch records we have never seen."""
+        async for event in stream.events():
+            try:
+                envelope = REQUEST.validate_json(event.value)
+            except ValidationError as exc:
+                await dead_letter(topics.dead_letters, event, kind="invalid", consumer="streams.link",
+                                  reason=f"not a link request envelope: {exc.error_count()} problem(s)")
+                continue
+            request = envelope.data
+            record_id = request.record.id
+            if f"{request.thread.id}|{record_id}" in tables.linked:
+                LINKS.labels("already_linked").inc()
+                continue
+            known = tables.records.get(record_id)
+            if known is not None:
+                await emit_link(request, TICKET.validate_python(known), envelope.traceparent)
+                continue
+            waiting = list(tables.pending.get(record_id) or [])
+            if any(w["thread"] == request.thread.model_dump() for w in waiting):
+                continue
+            waiting.append(request.model_dump(mode="json") | {"traceparent": envelope.traceparent})
+            tables.pending[record_id] = waiting
+            LINKS.labels("waiting").inc()
+            if len(waiting) == 1:
+                fetch = FetchRecord(command_id=command_id_for("fetch_record", record_id, request.thread.id,
+                                                              request.message_id),
+                                    target=request.record.system, record=request.record)
+                await send(topics.commands(request.record.system), record_id,
+                           Envelope.wrap(fetch, type=events.COMMAND.format(kind=fetch.kind), source_system="streams",
+                                         subject=record_id, parent_traceparent=envelope.traceparent))
+
+    @app.agent(topics.records, name="link.on_record")
+    async def on_record(stream: Any) -> None:
+        """Keyed by record: keep the table current; release the requests that waited."""
+        async for event in stream.events():
+            try:
+                envelope = RECORD.validate_json(event.value)
+            except ValidationError as exc:
+                await dead_letter(topics.dead_letters, event, kind="invalid", consumer="streams.link",
+                                  reason=f"not a record envelope: {exc.error_count()} problem(s)")
+                continue
+            data = envelope.data
+            record_id = data.ref.id
+            waiting = list(tables.pending.get(record_id) or [])
+            if waiting:
+                tables.pending.pop(record_id, None)
+            if isinstance(data, RecordMissing):
+                tables.records.pop(record_id, None)
+                for _ in waiting:
+                    LINKS.labels("missing").inc()
+                if waiting:
+                    log.info("%s does not exist (%s): %d mention(s) get no card", record_id, data.reason,
+                             len(waiting))
+                continue
+            tables.records[record_id] = data.model_dump(mode="json")
+            for item in waiting:
+                traceparent = item.pop("traceparent", None)
+                request = LinkRequest.model_validate(item)
+                if f"{request.thread.id}|{record_id}" not in tables.linked:
+                    await emit_link(request, data, traceparent or envelope.traceparent)

@@ -1,0 +1,31 @@
+"""State of the streams, in Faust tables backed by changelog topics.
+
+All three are keyed so that they live on the partition of their record: the agents that
+use them consume topics keyed by record id (co-partitioned, RECORD_PARTITIONS each).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from schemas.topics import RECORD_PARTITIONS
+
+
+@dataclass
+class StreamTables:
+    records: faust.Table
+    """record id -> latest TicketRecord (JSON)."""
+    pending: faust.Table
+    """record id -> link requests waiting for the record to be fetched (JSON list)."""
+    linked: faust.Table
+    """link id (thread id|record id) -> when the card was requested: one card per thread and record."""
+
+    @classmethod
+    def declare(cls, app: faust.App) -> StreamTables:
+        def table(name: str, default: type | None = None) -> faust.Table:
+            return app.Table(name, default=default, partitions=RECORD_PARTITIONS, key_type=str,
+                             value_type=None, value_serializer="json", key_serializer="json")
+
+        return cls(records=table("records"), pending=table("pending"), linked=table("linked"))

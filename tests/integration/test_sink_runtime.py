@@ -1,0 +1,128 @@
+"""The sink runtime on the real broker: once-only side effects, retries, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+
+from connectors.base import Sink
+from connectors.errors import FatalError, RetriableError
+from connectors.runtime.kafka import KafkaPublisher
+from connectors.runtime.retry import RetryPolicy
+from connectors.runtime.sinks import SinkRunner
+from schemas import events
+from schemas.commands import Command, DeadLetter, FetchRecord, LedgerEntry, command_id_for
+from schemas.envelope import Envelope
+from schemas.records import RecordRef
+from schemas.topics import TopicNames
+from tests.integration.kafka_helpers import envelopes
+from threadlink.config import Settings
+from threadlink.topics_admin import apply_topics
+
+pytestmark = pytest.mark.integration
+
+
+class ScriptedSink(Sink):
+    """Counts executions; fails as told per record key."""
+
+    def __init__(self, failures: dict[str, list[Exception]]) -> None:
+        self.failures = failures
+        self.executed: list[str] = []
+
+    async def execute(self, command: Command, envelope: Envelope[Command]) -> dict[str, Any]:
+        script = self.failures.get(command.record.key, [])  # type: ignore[union-attr]
+        if script:
+            raise script.pop(0)
+        self.executed.append(command.command_id)
+        return {"ok": True}
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str, namespace: str, request: pytest.FixtureRequest) -> TopicNames:
+    ns = f"{namespace}-{request.node.name[-20:].lower().replace('_', '-')}"
+    settings = Settings(kafka={"bootstrap_servers": kafka_bootstrap, "namespace": ns},
+                        connectors={"echo": {"type": "slack"}})
+    apply_topics(settings)
+    return settings.kafka.topics
+
+
+def fetch(key: str, salt: str = "") -> Envelope[Command]:
+    command = FetchRecord(command_id=command_id_for("fetch_record", key, salt), target="echo",
+                          record=RecordRef(system="jira", key=key))
+    return Envelope.wrap(command, type=events.COMMAND.format(kind="fetch_record"), source_system="tests")
+
+
+async def run_until(runner: SinkRunner, done: Any, timeout_s: float = 60) -> None:
+    await runner.start()
+    task = asyncio.create_task(runner.run())
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not done():
+                await asyncio.sleep(0.1)
+    finally:
+        runner.stop()
+        with contextlib.suppress(Exception):
+            await task
+
+
+async def test_each_command_is_done_once_even_when_delivered_twice(kafka_bootstrap: str, topics: TopicNames) -> None:
+    publisher = KafkaPublisher(kafka_bootstrap, client_id="tests")
+    twice = fetch("A-1")
+    for envelope in (twice, twice, fetch("A-2")):
+        await publisher.publish(topics.commands("echo"), "k", envelope)
+    sink = ScriptedSink({})
+    runner = SinkRunner("echo", sink, bootstrap_servers=kafka_bootstrap, topics=topics, publisher=publisher,
+                        client_id="tests")
+    await run_until(runner, lambda: len(sink.executed) >= 2)
+    await asyncio.sleep(1)
+    assert sorted(sink.executed) == sorted({twice.data.command_id, fetch("A-2").data.command_id})
+
+    # A restarted sink reads the ledger and does not do them again.
+    await publisher.publish(topics.commands("echo"), "k", twice)
+    await publisher.publish(topics.commands("echo"), "k", fetch("A-3"))
+    again = ScriptedSink({})
+    runner = SinkRunner("echo", again, bootstrap_servers=kafka_bootstrap, topics=topics, publisher=publisher,
+                        client_id="tests")
+    await run_until(runner, lambda: again.executed)
+    assert again.executed == [fetch("A-3").data.command_id]
+    ledger = envelopes(kafka_bootstrap, topics.ledger, LedgerEntry)
+    assert {e.data.command_id for e in ledger} >= {twice.data.command_id, fetch("A-3").data.command_id}
+    publisher.close()
+
+
+async def test_retriable_errors_are_retried_and_fatal_ones_dead_lettered(kafka_bootstrap: str,
+                                                                        topics: TopicNames) -> None:
+    publisher = KafkaPublisher(kafka_bootstrap, client_id="tests")
+    await publisher.publish(topics.commands("echo"), "k", fetch("FLAKY-1"))
+    await publisher.publish(topics.commands("echo"), "k", fetch("BROKEN-1"))
+    await publisher.publish_raw(topics.commands("echo"), "k", b"{not json", [])
+    await publisher.publish(topics.commands("echo"), "k", fetch("OK-1"))
+    sink = ScriptedSink({"FLAKY-1": [RetriableError("503", retry_after=0.2), RetriableError("timeout")],
+                         "BROKEN-1": [FatalError("jira: HTTP 401")]})
+    runner = SinkRunner("echo", sink, bootstrap_servers=kafka_bootstrap, topics=topics, publisher=publisher,
+                        client_id="tests", retry=RetryPolicy(initial_backoff_s=0.05, max_backoff_s=0.2))
+    await run_until(runner, lambda: len(sink.executed) >= 2)
+    assert sink.executed == [fetch("FLAKY-1").data.command_id, fetch("OK-1").data.command_id]
+    letters = [e.data for e in envelopes(kafka_bootstrap, topics.dead_letters, DeadLetter)]
+    assert [(d.error_kind, d.reason) for d in letters] == [("fatal", "jira: HTTP 401"),
+                                                            ("invalid", letters[1].reason)]
+    assert letters[1].value == "{not json"
+    assert letters[0].topic == topics.commands("echo")
+    publisher.close()
+
+
+async def test_retry_budget_exhausted_goes_to_dead_letters(kafka_bootstrap: str, topics: TopicNames) -> None:
+    publisher = KafkaPublisher(kafka_bootstrap, client_id="tests")
+    await publisher.publish(topics.commands("echo"), "k", fetch("DOWN-1"))
+    await publisher.publish(topics.commands("echo"), "k", fetch("OK-2"))
+    sink = ScriptedSink({"DOWN-1": [RetriableError("HTTP 503")] * 10})
+    runner = SinkRunner("echo", sink, bootstrap_servers=kafka_bootstrap, topics=topics, publisher=publisher,
+                        client_id="tests", retry=RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.02))
+    await run_until(runner, lambda: sink.executed)
+    letters = [e.data for e in envelopes(kafka_bootstrap, topics.dead_letters, DeadLetter)]
+    assert [(d.error_kind, d.attempts) for d in letters] == [("retries_exhausted", 3)]
+    assert sink.executed == [fetch("OK-2").data.command_id]
+    publisher.close()

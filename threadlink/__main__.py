@@ -1,0 +1,5 @@
+import sys
+
+from threadlink.cli import main
+
+sys.exit(main())

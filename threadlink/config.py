@@ -1,0 +1,213 @@
+"""The one deployment config: a YAML file, overridable by environment variables.
+
+    THREADLINK_CONFIG=threadlink.yaml             # which file (default: ./threadlink.yaml if present)
+    THREADLINK_KAFKA__BOOTSTRAP_SERVERS=host:9092 # any field, nested with __
+
+Validation reports every problem at once, each with its location in the file, and never
+echoes secret values.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from schemas.topics import TopicNames
+
+CONFIG_ENV = "THREADLINK_CONFIG"
+DEFAULT_CONFIG_FILE = "threadlink.yaml"
+
+
+class ConfigError(Exception):
+    """The config is wrong; `str()` is the message for a person, one line per problem."""
+
+
+class KafkaSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bootstrap_servers: str | None = Field(
+        default=None,
+        description="host:port[,host:port]. Unset: `threadlink run` starts a local broker on 127.0.0.1:9092.",
+    )
+    namespace: str = Field(default="threadlink", description="Prefix of every topic name and consumer group.")
+    replication_factor: int = Field(default=1, ge=1, description="For topics created by `threadlink topics apply`.")
+    client_id: str = Field(default="threadlink", description="Kafka client.id prefix, shows in broker logs.")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_topic_safe(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", value):
+            raise ValueError("use lower-case letters, digits, '.', '_' or '-' (it prefixes topic names)")
+        return value
+
+    @property
+    def topics(self) -> TopicNames:
+        return TopicNames(self.namespace)
+
+
+class HttpSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="Where webhooks and /metrics are served.")
+    port: int = Field(default=8787, ge=0, le=65535)
+    public_url: str | None = Field(
+        default=None, description="How platforms reach this server (for the webhook URLs `threadlink config` prints)."
+    )
+
+
+class MentionPattern(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    system: str = Field(description="Connector name of the system the key belongs to, e.g. jira.")
+    regex: str = Field(description="Regular expression; the whole match (or group 'key') is the record key.")
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+class StreamSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    app_id: str = Field(default="threadlink-streams", description="Faust app id: consumer group and table names.")
+    web_port: int = Field(default=6066, ge=0, le=65535, description="Faust's web server (its /metrics).")
+    mention_patterns: list[MentionPattern] = Field(
+        default_factory=lambda: [MentionPattern(system="jira", regex=r"\b[A-Z][A-Z0-9]{1,9}-[1-9][0-9]{0,8}\b")],
+        description="Which words in a message name a record, and in which system.",
+    )
+    state_dir: str = Field(default=".run/streams", description="Faust's local data directory.")
+
+
+class ConnectorEntry(BaseModel):
+    """`type` picks the plugin (default: the entry's name); the rest is the plugin's config."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str | None = None
+    enabled: bool = True
+
+    def plugin_fields(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="THREADLINK_", env_nested_delimiter="__", extra="forbid")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    streams: StreamSettings = Field(default_factory=StreamSettings)
+    connectors: dict[str, ConnectorEntry] = Field(default_factory=dict)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the file, the file beats defaults.
+        return (env_settings, init_settings)
+
+
+def config_path(explicit: str | Path | None = None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.exists() else None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from None
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping (kafka:, connectors:, ...)")
+    return doc
+
+
+def format_errors(source: str, error: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[str]:
+    lines = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in (*prefix, *problem["loc"])) or "(top level)"
+        message = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            message = "unknown setting (check the spelling; `threadlink config --help` lists the settings)"
+        elif problem["type"] == "missing":
+            message = "required setting is missing"
+        # Never echo the input: it may be a secret.
+        lines.append(f"{source}: {where}: {message}")
+    return lines
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read, merge and validate; raise ConfigError listing every problem (connectors included)."""
+    from connectors.registry import plugin_for  # the registry knows each connector's config model
+
+    file = config_path(path)
+    doc = _read_yaml(file) if file else {}
+    source = str(file) if file else "environment"
+    try:
+        settings = Settings(**doc)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(format_errors(source, exc))) from None
+
+    problems: list[str] = []
+    for name, entry in settings.connectors.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
+            problems.append(f"{source}: connectors.{name}: connector names are lower-case words (they name topics)")
+            continue
+        plugin = plugin_for(entry.type or name)
+        if plugin is None:
+            from connectors.registry import PLUGINS
+
+            problems.append(
+                f"{source}: connectors.{name}.type: unknown connector type {entry.type or name!r}; "
+                f"known: {', '.join(sorted(PLUGINS))}"
+            )
+            continue
+        try:
+            plugin.config_model.model_validate(entry.plugin_fields())
+        except ValidationError as exc:
+            problems.extend(format_errors(source, exc, ("connectors", name)))
+    known = set(settings.connectors)
+    for index, pattern in enumerate(settings.streams.mention_patterns):
+        if known and pattern.system not in known:
+            problems.append(
+                f"{source}: streams.mention_patterns.{index}.system: {pattern.system!r} is not a configured connector"
+            )
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return settings
+
+
+def connector_config(settings: Settings, name: str) -> Any:
+    """The validated plugin config of connector `name` (load_settings already checked it)."""
+    from connectors.registry import plugin_for
+
+    entry = settings.connectors[name]
+    plugin = plugin_for(entry.type or name)
+    assert plugin is not None
+    return plugin.config_model.model_validate(entry.plugin_fields())

@@ -1,0 +1,79 @@
+"""`threadlink topics apply`: make the broker's topics match the catalog in schemas/topics.py.
+
+Creates missing topics, adds partitions where the catalog has more, and sets the catalog's
+configs (incrementally: other settings an operator made are kept). Never deletes anything
+and never shrinks (Kafka cannot): it says so instead.
+"""
+
+from __future__ import annotations
+
+import time
+
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from schemas.topics import TopicSpec, catalog
+from threadlink.config import Settings
+
+
+def planned_topics(settings: Settings) -> list[TopicSpec]:
+    targets = [name for name, entry in settings.connectors.items() if entry.enabled]
+    return catalog(settings.kafka.topics, targets)
+
+
+def apply_topics(settings: Settings, *, timeout_s: float = 60) -> list[str]:
+    """Returns one line per topic saying what was done."""
+    servers = settings.kafka.bootstrap_servers
+    if not servers:
+        raise ValueError("kafka.bootstrap_servers is not set")
+    rf = settings.kafka.replication_factor
+    specs = planned_topics(settings)
+    admin = KafkaAdminClient(bootstrap_servers=servers.split(","), client_id=f"{settings.kafka.client_id}-admin",
+                             request_timeout_ms=int(timeout_s * 1000))
+    report: list[str] = []
+    try:
+        existing = set(admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            try:
+                admin.create_topics([NewTopic(s.name, s.partitions, rf, topic_configs=s.configs(rf)) for s in missing],
+                                    timeout_ms=int(timeout_s * 1000))
+            except TopicAlreadyExistsError:
+                pass  # created concurrently by another `apply`: the config step below still runs
+            report += [f"created  {s.name} ({s.partitions} partitions, rf {rf}, {s.cleanup_policy})" for s in missing]
+        present = [s for s in specs if s.name in existing]
+        if present:
+            described = {t["name"]: len(t["partitions"]) for t in admin.describe_topics([s.name for s in present])}
+            grow = {s.name: NewPartitions(s.partitions) for s in present if described.get(s.name, 0) < s.partitions}
+            if grow:
+                admin.create_partitions(grow)
+            admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.configs(rf))
+                                 for s in present])
+            for s in present:
+                have = described.get(s.name, 0)
+                if s.name in grow:
+                    report.append(f"updated  {s.name}: partitions {have} -> {s.partitions}, configs applied")
+                elif have > s.partitions:
+                    report.append(f"kept     {s.name}: has {have} partitions, catalog says {s.partitions} "
+                                  "(Kafka cannot shrink a topic)")
+                else:
+                    report.append(f"ok       {s.name}")
+        _wait_for_leaders(admin, [s.name for s in specs], timeout_s)
+    except KafkaError as exc:
+        raise RuntimeError(f"Kafka at {servers} refused the topic changes: {exc}") from exc
+    finally:
+        admin.close()
+    return report
+
+
+def _wait_for_leaders(admin: KafkaAdminClient, names: list[str], timeout_s: float) -> None:
+    """New topics take a moment to get partition leaders; producing before that fails."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        topics = admin.describe_topics(names)
+        if all(t.get("error_code", 0) == 0 and t["partitions"] and all(p["leader_id"] >= 0 for p in t["partitions"])
+               for t in topics):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("topics were created but have no partition leaders yet; is the cluster healthy?")
+        time.sleep(0.2)

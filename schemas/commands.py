@@ -77,7 +77,7 @@ class DeadLetter(BaseModel):
     topic: str
     partition: int
     offset: int
-    key: str | None
+    key: str | None = None
     value: str = Field(description="The original value, UTF-8 (or base64 when not text).")
     value_encoding: Literal["utf-8", "base64"] = "utf-8"
     error_kind: Literal["fatal", "skippable", "retries_exhausted", "invalid"]

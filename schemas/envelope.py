@@ -31,6 +31,8 @@ def utcnow() -> datetime:
 
 
 class Envelope(BaseModel, Generic[DataT]):
+    """A CloudEvents 1.0 event (structured mode) carrying one threadlink payload in `data`."""
+
     model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
 
     specversion: Literal["1.0"] = "1.0"
@@ -39,7 +41,9 @@ class Envelope(BaseModel, Generic[DataT]):
     type: str = Field(description="Reverse-DNS event type, e.g. io.threadlink.social.message.posted.")
     subject: str | None = Field(default=None, description="The Kafka key of the event (thread id, record id).")
     occurred_at: datetime = Field(alias="time", description="When it happened on the platform.")
-    received_at: datetime = Field(default_factory=utcnow, alias="receivedat", description="When threadlink received it.")
+    received_at: datetime = Field(
+        default_factory=utcnow, alias="receivedat", description="When threadlink received it."
+    )
     source_system: str = Field(alias="sourcesystem", description="Connector name the event came from, e.g. slack.")
     schema_version: str = Field(default=SCHEMA_VERSION, alias="schemaversion")
     visibility: Visibility = Field(default="internal")

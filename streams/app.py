@@ -32,11 +32,13 @@ def create_app(settings: Settings) -> StreamsContext:
     if not kafka.bootstrap_servers:
         raise ValueError("kafka.bootstrap_servers is not set")
     streams = settings.streams
+    datadir = Path(streams.state_dir) / streams.app_id
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         streams.app_id,
         broker=[f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],
         store="memory://",
-        datadir=str(Path(streams.state_dir) / streams.app_id),
+        datadir=str(datadir),
         topic_replication_factor=kafka.replication_factor,
         topic_partitions=6,
         # Our topics come from `threadlink topics apply`; Faust only creates its own

@@ -152,9 +152,9 @@ def format_errors(source: str, error: ValidationError, prefix: tuple[str | int, 
     lines = []
     for problem in error.errors():
         where = ".".join(str(part) for part in (*prefix, *problem["loc"])) or "(top level)"
-        message = problem["msg"]
+        message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
-            message = "unknown setting (check the spelling; `threadlink config --help` lists the settings)"
+            message = "unknown setting (check the spelling; the README's Configuration section lists them)"
         elif problem["type"] == "missing":
             message = "required setting is missing"
         # Never echo the input: it may be a secret.
@@ -164,43 +164,55 @@ def format_errors(source: str, error: ValidationError, prefix: tuple[str | int, 
 
 def load_settings(path: str | Path | None = None) -> Settings:
     """Read, merge and validate; raise ConfigError listing every problem (connectors included)."""
-    from connectors.registry import plugin_for  # the registry knows each connector's config model
-
     file = config_path(path)
     doc = _read_yaml(file) if file else {}
     source = str(file) if file else "environment"
+    problems: list[str] = []
+    settings: Settings | None = None
     try:
         settings = Settings(**doc)
     except ValidationError as exc:
-        raise ConfigError("\n".join(format_errors(source, exc))) from None
-
-    problems: list[str] = []
-    for name, entry in settings.connectors.items():
-        if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
-            problems.append(f"{source}: connectors.{name}: connector names are lower-case words (they name topics)")
-            continue
-        plugin = plugin_for(entry.type or name)
-        if plugin is None:
-            from connectors.registry import PLUGINS
-
-            problems.append(
-                f"{source}: connectors.{name}.type: unknown connector type {entry.type or name!r}; "
-                f"known: {', '.join(sorted(PLUGINS))}"
-            )
-            continue
-        try:
-            plugin.config_model.model_validate(entry.plugin_fields())
-        except ValidationError as exc:
-            problems.extend(format_errors(source, exc, ("connectors", name)))
-    known = set(settings.connectors)
-    for index, pattern in enumerate(settings.streams.mention_patterns):
-        if known and pattern.system not in known:
-            problems.append(
-                f"{source}: streams.mention_patterns.{index}.system: {pattern.system!r} is not a configured connector"
-            )
-    if problems:
+        problems += [line for line in format_errors(source, exc) if ": connectors." not in line]
+    connectors = settings.connectors if settings else _raw_connectors(doc.get("connectors"))
+    for name, entry in connectors.items():
+        problems += _connector_problems(source, name, entry)
+    if settings is not None:
+        known = set(settings.connectors)
+        for index, pattern in enumerate(settings.streams.mention_patterns):
+            if known and pattern.system not in known:
+                problems.append(f"{source}: streams.mention_patterns.{index}.system: {pattern.system!r} is not "
+                                "a configured connector")
+    if problems or settings is None:
         raise ConfigError("\n".join(problems))
     return settings
+
+
+def _raw_connectors(value: Any) -> dict[str, ConnectorEntry]:
+    if not isinstance(value, dict):
+        return {}
+    entries = {}
+    for name, fields in value.items():
+        try:
+            entries[str(name)] = ConnectorEntry.model_validate(fields or {})
+        except ValidationError:
+            continue
+    return entries
+
+
+def _connector_problems(source: str, name: str, entry: ConnectorEntry) -> list[str]:
+    from connectors.registry import PLUGINS, plugin_for  # the registry knows each connector's config model
+
+    if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
+        return [f"{source}: connectors.{name}: connector names are lower-case words (they name topics)"]
+    plugin = plugin_for(entry.type or name)
+    if plugin is None:
+        return [f"{source}: connectors.{name}.type: unknown connector type {entry.type or name!r}; "
+                f"known: {', '.join(sorted(PLUGINS))}"]
+    try:
+        plugin.config_model.model_validate(entry.plugin_fields())
+    except ValidationError as exc:
+        return format_errors(source, exc, ("connectors", name))
+    return []
 
 
 def connector_config(settings: Settings, name: str) -> Any:

@@ -39,7 +39,6 @@ class KafkaPublisher:
             retries=2**31 - 1,
             delivery_timeout_ms=60_000,
             request_timeout_ms=15_000,
-            key_serializer=str.encode,
         )
 
     async def publish(self, topic: str, key: str, envelope: Envelope[Any]) -> None:
@@ -57,7 +56,8 @@ class KafkaPublisher:
             loop.call_soon_threadsafe(_settle, done, exc)
 
         try:
-            future = self._producer.send(topic, key=key, value=value, headers=headers)
+            future = self._producer.send(topic, key=key.encode() if key is not None else None, value=value,
+                                         headers=headers)
         except KafkaError as exc:
             raise PublishError(f"cannot send to {topic}: {exc}") from exc
         future.add_callback(on_success)

@@ -1,0 +1,33 @@
+# One target per habit. `make run` and `make test` are the README's two commands.
+.PHONY: setup run test lint format kafka-up kafka-down schemas bench clean
+
+setup:
+	scripts/setup.sh
+
+run: setup
+	.venv/bin/threadlink run
+
+test:
+	scripts/test.sh
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+format: setup
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+
+kafka-up: setup
+	.venv/bin/threadlink dev kafka up
+
+kafka-down:
+	python3 deploy/kafka/local_kafka.py down
+
+schemas: setup
+	.venv/bin/threadlink schemas export
+
+clean:
+	python3 deploy/kafka/local_kafka.py wipe || true
+	rm -rf .run

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite on a real Apache Kafka broker: set-up, broker up, pytest, broker down
+# (only if this script started it). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+kafka() { .venv/bin/python deploy/kafka/local_kafka.py "$@"; }
+started=""
+if ! .venv/bin/python -c 'import sys; sys.path.insert(0, "deploy/kafka"); import local_kafka as k; sys.exit(0 if k.serves_requests(9092) else 1)'; then
+  echo "==> starting Apache Kafka (KRaft) on 127.0.0.1:9092"
+  kafka up
+  started=1
+fi
+cleanup() {
+  [ -n "$started" ] && kafka down || true
+  # Stop the 3-node cluster too, in case a fault test left it running.
+  kafka down --cluster >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+echo "==> lint (ruff)"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+
+echo "==> tests"
+.venv/bin/pytest "$@"

@@ -42,7 +42,7 @@ class AddComment(_Command):
     kind: Literal["add_comment"] = "add_comment"
     record: RecordRef
     thread: ThreadRef
-    body: str
+    body: str = Field(description="The comment's words; the sink adds the link to the thread.")
     permalink: str | None = None
 
 

@@ -64,7 +64,8 @@ def register(ctx: StreamsContext) -> None:
         await send(topics.links, link.id, Envelope.wrap(link, type=events.LINK_CREATED, source_system="streams",
                                                        subject=link.id, parent_traceparent=traceparent))
         backlink = AddComment(command_id=command_id_for("add_comment", thread.id, ref.id), target=ref.system,
-                              record=ref, thread=thread, body=f"Discussed in {thread.platform} thread",
+                              record=ref, thread=thread,
+                              body=f"Mentioned in a {thread.platform} thread (channel {thread.channel}):",
                               permalink=request.permalink)
         await send(topics.commands(ref.system), ref.id,
                    Envelope.wrap(backlink, type=events.COMMAND.format(kind=backlink.kind), source_system="streams",

@@ -1,0 +1,168 @@
+"""Jira JSON to threadlink records, and threadlink to Atlassian Document Format (ADF).
+
+Pure functions: no I/O, so tests feed them captured payloads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.errors import SkippableError
+from connectors.jira.config import JiraConfig, Visibility
+from schemas.records import RecordRef, TicketComment, TicketRecord
+from schemas.social import ThreadRef
+
+# Jira Cloud refuses comments longer than 32767 characters; leave room for the link.
+MAX_TEXT_CHARS = 30_000
+
+_PLATFORM_LABELS = {"slack": "Slack", "matrix": "Matrix", "teams": "Microsoft Teams", "discord": "Discord"}
+_STRICTNESS: dict[str, int] = {"public": 0, "internal": 1, "restricted": 2}
+
+
+def parse_jira_time(value: Any) -> datetime | None:
+    """Jira writes `2024-01-17T12:34:00.000+0000`; webhooks carry epoch milliseconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def project_of_key(key: str) -> str | None:
+    """`OPS-12` -> `OPS`; a numeric issue id has no project in it."""
+    project, sep, number = key.rpartition("-")
+    return project.upper() if sep and project and number.isdigit() else None
+
+
+def stricter(a: Visibility, b: Visibility) -> Visibility:
+    return a if _STRICTNESS[a] >= _STRICTNESS[b] else b
+
+
+def _name(value: Any, attribute: str) -> str | None:
+    if isinstance(value, Mapping) and isinstance(value.get(attribute), str):
+        return value[attribute]
+    return None
+
+
+def issue_key(issue: Any) -> str:
+    if not isinstance(issue, Mapping) or not isinstance(issue.get("key"), str) or not issue["key"]:
+        raise SkippableError("jira issue without a key")
+    return issue["key"]
+
+
+def ticket_from_issue(issue: Any, *, system: str, config: JiraConfig) -> TicketRecord:
+    """An IssueBean (REST) or a webhook's `issue` as a TicketRecord. SkippableError when it
+    has no key or no fields."""
+    key = issue_key(issue)
+    fields = issue.get("fields")
+    if not isinstance(fields, Mapping):
+        raise SkippableError(f"jira issue {key} without fields")
+    project = _name(fields.get("project"), "key") or project_of_key(key)
+    summary = fields.get("summary")
+    return TicketRecord(
+        ref=RecordRef(system=system, key=key),
+        title=summary if isinstance(summary, str) and summary else key,
+        status=_name(fields.get("status"), "name"),
+        assignee=_name(fields.get("assignee"), "displayName"),
+        priority=_name(fields.get("priority"), "name"),
+        project=project,
+        url=f"{config.base_url}/browse/{key}",
+        updated_at=parse_jira_time(fields.get("updated")),
+        visibility=config.visibility_of(project),
+    )
+
+
+def adf_text(node: Any) -> str:
+    """The plain text of an ADF document (paragraphs on their own lines)."""
+    if isinstance(node, str):
+        return node
+    if not isinstance(node, Mapping):
+        return ""
+    if node.get("type") == "text":
+        return str(node.get("text", ""))
+    if node.get("type") == "hardBreak":
+        return "\n"
+    if node.get("type") in ("mention", "emoji"):
+        attrs = node.get("attrs") or {}
+        return str(attrs.get("text") or attrs.get("shortName") or "")
+    children = node.get("content") or []
+    if not isinstance(children, list):
+        return ""
+    if node.get("type") in ("doc", "blockquote", "bulletList", "orderedList", "listItem", "panel"):
+        return "\n".join(part for part in (adf_text(child) for child in children) if part)
+    return "".join(adf_text(child) for child in children)
+
+
+def comment_from_webhook(payload: Mapping[str, Any], *, system: str) -> TicketComment:
+    """A `comment_created` webhook as a TicketComment. Jira Cloud sends the comment body as a
+    string in webhooks (ADF in REST v3 answers); both are accepted."""
+    key = issue_key(payload.get("issue"))
+    comment = payload.get("comment")
+    if not isinstance(comment, Mapping) or comment.get("id") in (None, ""):
+        raise SkippableError(f"jira comment webhook for {key} without a comment id")
+    return TicketComment(
+        ref=RecordRef(system=system, key=key),
+        comment_id=str(comment["id"]),
+        author=_name(comment.get("author"), "displayName"),
+        body=adf_text(comment.get("body")),
+        public=comment_is_public(comment),
+        created_at=parse_jira_time(comment.get("created")),
+    )
+
+
+def comment_is_public(comment: Mapping[str, Any]) -> bool:
+    """False for Service Management internal notes and comments restricted to a group or role."""
+    return comment.get("jsdPublic", True) is not False and not comment.get("visibility")
+
+
+def comment_visibility(comment: Mapping[str, Any], project_visibility: Visibility) -> Visibility:
+    if comment.get("visibility"):
+        return "restricted"
+    if comment.get("jsdPublic") is False:
+        return stricter(project_visibility, "internal")
+    return project_visibility
+
+
+def platform_label(platform: str) -> str:
+    """`slack`, `slack-eu` -> `Slack`; an unknown connector name is shown as it is."""
+    base = platform.replace("_", "-").split("-")[0].lower()
+    return _PLATFORM_LABELS.get(base, platform)
+
+
+def _text(text: str, href: str | None = None) -> dict[str, Any]:
+    node: dict[str, Any] = {"type": "text", "text": text}
+    if href:
+        node["marks"] = [{"type": "link", "attrs": {"href": href}}]
+    return node
+
+
+def _lines(text: str) -> list[dict[str, Any]]:
+    """Text with line breaks as ADF inline nodes (text nodes joined by hardBreak)."""
+    nodes: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        if nodes:
+            nodes.append({"type": "hardBreak"})
+        if line:
+            nodes.append(_text(line))
+    return nodes
+
+
+def backlink_adf(thread: ThreadRef, *, permalink: str | None = None, text: str = "") -> dict[str, Any]:
+    """The ADF body of a back-link comment: `text` (the command's words; by default "Discussed
+    in Slack thread") followed by the permalink as a link, or by the thread's id when there is
+    no http(s) permalink. ADF text nodes must not be empty, so blank lines become breaks."""
+    intro = text.strip() or f"Discussed in {platform_label(thread.platform)} thread"
+    if len(intro) > MAX_TEXT_CHARS:
+        intro = intro[: MAX_TEXT_CHARS - 1] + "…"
+    content = _lines(intro + " ")
+    if permalink and permalink.startswith(("https://", "http://")):
+        content.append(_text(permalink, href=permalink))
+    else:
+        content.append(_text(thread.id))
+    return {"type": "doc", "version": 1, "content": [{"type": "paragraph", "content": content}]}

@@ -1,0 +1,94 @@
+"""Commands for Jira: look an issue up (FetchRecord), post a back-link comment (AddComment)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.base import ConnectorContext, Sink
+from connectors.errors import FatalError, NotFoundError, SkippableError
+from connectors.jira.client import JiraClient
+from connectors.jira.config import JiraConfig, Visibility
+from connectors.jira.mapping import backlink_adf, project_of_key, ticket_from_issue
+from schemas import events
+from schemas.commands import AddComment, Command, FetchRecord
+from schemas.envelope import Envelope
+from schemas.records import RecordEvent, RecordMissing, RecordRef, TicketRecord
+
+
+class JiraSink(Sink):
+    """Lifecycle: the runtime calls `execute` for one command at a time after `start()`, and
+    `stop()` once at the end, which closes the HTTP client. Errors follow connectors.errors:
+    429/5xx/timeouts are retried by the runtime, 401/403 are fatal, a missing issue is an
+    answer (RecordMissing), not a failure."""
+
+    def __init__(self, config: JiraConfig, ctx: ConnectorContext, client: JiraClient | None = None) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.client = client or JiraClient(config)
+
+    async def stop(self) -> None:
+        await self.client.aclose()
+
+    async def execute(self, command: Command, envelope: Envelope[Command]) -> dict[str, Any]:
+        if isinstance(command, FetchRecord):
+            return await self._fetch(command, envelope)
+        if isinstance(command, AddComment):
+            return await self._comment(command)
+        raise SkippableError(f"jira cannot {command.kind}")
+
+    def _check_system(self, ref: RecordRef) -> None:
+        if ref.system != self.ctx.name:
+            raise SkippableError(f"record {ref.id} belongs to {ref.system!r}, not to connector {self.ctx.name!r}")
+
+    async def _fetch(self, command: FetchRecord, envelope: Envelope[Command]) -> dict[str, Any]:
+        self._check_system(command.record)
+        try:
+            issue = await self.client.get_issue(command.record.key)
+        except NotFoundError:
+            missing = RecordMissing(ref=command.record, reason="not found")
+            visibility = self.config.visibility_of(project_of_key(command.record.key))
+            await self._publish(missing, events.RECORD_MISSING, command, envelope, visibility=visibility)
+            return {"found": False}
+        record = ticket_from_issue(issue, system=self.ctx.name, config=self.config)
+        await self._publish(record, events.RECORD_UPSERTED, command, envelope, visibility=record.visibility)
+        if record.ref.key != command.record.key:
+            # Jira answers a moved or differently-cased key with the issue it is now; links wait
+            # under the key that was asked for, so the record is published under that one too.
+            alias = record.model_copy(update={"ref": command.record})
+            await self._publish(
+                alias, events.RECORD_UPSERTED, command, envelope, visibility=record.visibility, id_suffix=":requested"
+            )
+        return {"found": True, "key": record.ref.key}
+
+    async def _comment(self, command: AddComment) -> dict[str, Any]:
+        self._check_system(command.record)
+        if not self.config.comment_backlinks:
+            return {"skipped": "comment_backlinks disabled"}
+        body = backlink_adf(command.thread, permalink=command.permalink, text=command.body)
+        comment = await self.client.add_comment(command.record.key, body)
+        comment_id = comment.get("id")
+        if comment_id in (None, ""):
+            raise FatalError("jira POST comment: answer without a comment id")
+        return {"comment_id": str(comment_id)}
+
+    async def _publish(
+        self,
+        data: TicketRecord | RecordMissing,
+        type: str,
+        command: Command,
+        envelope: Envelope[Command],
+        *,
+        visibility: Visibility,
+        id_suffix: str = "",
+    ) -> None:
+        published = Envelope[RecordEvent].wrap(
+            data,
+            type=type,
+            source_system=self.ctx.name,
+            subject=data.ref.id,
+            # One id per command: a redelivered command publishes the same event again.
+            id=f"{self.ctx.name}:{command.command_id}{id_suffix}",
+            visibility=visibility,
+            parent_traceparent=envelope.traceparent,
+        )
+        await self.ctx.publisher.publish(self.ctx.topics.records, data.ref.id, published)

@@ -1,0 +1,180 @@
+"""Jira Cloud webhooks: issues created, updated or deleted, and comments added.
+
+Signing scheme (Jira Cloud admin webhooks registered with a secret, since 2024): the header
+`X-Hub-Signature: sha256=<hex>` carries HMAC-SHA256 of the raw body keyed with the secret
+(WebSub `method=signature` form), and `X-Atlassian-Webhook-Identifier` names the delivery,
+unchanged across its retries (`X-Atlassian-Webhook-Retry` counts them).
+  https://developer.atlassian.com/cloud/jira/platform/webhooks/#secure-admin-webhooks
+  (same scheme in Jira Data Center: https://confluence.atlassian.com/adminjiraserver/managing-webhooks-938846912.html;
+  header semantics as captured by jira.js: https://mrrefactoring.github.io/jira.js/api/interfaces/webhooks.WebhookHeaders.html)
+Webhooks registered by OAuth/Connect apps carry a JWT instead and are not signed this way:
+register an admin webhook (System > WebHooks) with a secret for threadlink.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from connectors.base import ConnectorContext, Unauthorized, WebhookRequest, WebhookResponse, WebhookSource
+from connectors.errors import SkippableError
+from connectors.jira.config import JiraConfig
+from connectors.jira.mapping import (
+    comment_from_webhook,
+    comment_visibility,
+    issue_key,
+    parse_jira_time,
+    project_of_key,
+    ticket_from_issue,
+)
+from schemas import events
+from schemas.envelope import Envelope
+from schemas.records import RecordEvent, RecordMissing, RecordRef, TicketComment
+
+SIGNATURE_HEADER = "X-Hub-Signature"
+DELIVERY_HEADER = "X-Atlassian-Webhook-Identifier"
+
+ISSUE_UPSERTS = ("jira:issue_created", "jira:issue_updated")
+ISSUE_DELETED = "jira:issue_deleted"
+COMMENT_CREATED = "comment_created"
+
+
+def sign_payload(body: bytes, secret: str) -> str:
+    """The `X-Hub-Signature` value Jira Cloud sends for `body`: `sha256=<hex HMAC-SHA256>`."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def signature_problem(body: bytes, secret: str, header: str | None) -> str | None:
+    """Why `header` is not a valid signature of `body`, or None when it is. Constant-time."""
+    if not header:
+        return f"no {SIGNATURE_HEADER} header (is a secret set on the Jira webhook?)"
+    method, sep, digest = header.strip().partition("=")
+    if not sep or not digest:
+        return f"malformed {SIGNATURE_HEADER} header"
+    if method.strip().lower() != "sha256":
+        return f"unsupported {SIGNATURE_HEADER} method {method[:16]!r} (expected sha256)"
+    expected = sign_payload(body, secret).partition("=")[2]
+    if not hmac.compare_digest(expected.encode(), digest.strip().lower().encode()):
+        return f"{SIGNATURE_HEADER} does not match the body (wrong webhook_secret?)"
+    return None
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive lookup, also on a plain dict."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)
+
+
+class JiraWebhookSource(WebhookSource):
+    """Served at `/webhooks/<connector name>`; register that URL as a Jira admin webhook with
+    the events `jira:issue_created`, `jira:issue_updated`, `jira:issue_deleted`, `comment_created`."""
+
+    path = ""
+
+    def __init__(self, config: JiraConfig, ctx: ConnectorContext) -> None:
+        self.config = config
+        self.ctx = ctx
+
+    def verify(self, request: WebhookRequest) -> None:
+        problem = signature_problem(
+            request.body, self.config.webhook_secret.get_secret_value(), header(request.headers, SIGNATURE_HEADER)
+        )
+        if problem:
+            raise Unauthorized(problem)
+
+    async def handle(self, request: WebhookRequest) -> WebhookResponse:
+        payload = _json_object(request.body)
+        event = payload.get("webhookEvent")
+        if not isinstance(event, str) or not event:
+            raise SkippableError("jira webhook without webhookEvent")
+        envelope: Envelope[Any]
+        if event in ISSUE_UPSERTS:
+            envelope, topic = self._issue_upserted(payload, event, request), self.ctx.topics.records
+        elif event == ISSUE_DELETED:
+            envelope, topic = self._issue_deleted(payload, event, request), self.ctx.topics.records
+        elif event == COMMENT_CREATED:
+            envelope, topic = self._comment_created(payload, event, request), self.ctx.topics.record_comments
+        else:
+            # Jira sends what the webhook subscribes to; the rest is acknowledged so it is not retried.
+            return WebhookResponse(json={"ignored": event})
+        # Awaited before answering: a 200 means the broker has it; an exception answers 500
+        # and Jira delivers again (with the same identifier, hence the same envelope id).
+        await self.ctx.publisher.publish(topic, envelope.data.ref.id, envelope)
+        return WebhookResponse(json={"published": envelope.id})
+
+    # -- one event kind each -------------------------------------------------------------
+
+    def _issue_upserted(self, payload: Mapping[str, Any], event: str, request: WebhookRequest) -> Envelope[Any]:
+        record = ticket_from_issue(payload.get("issue"), system=self.ctx.name, config=self.config)
+        return Envelope[RecordEvent].wrap(
+            record,
+            type=events.RECORD_UPSERTED,
+            source_system=self.ctx.name,
+            subject=record.ref.id,
+            id=self._event_id(payload, event, request),
+            occurred_at=parse_jira_time(payload.get("timestamp")) or record.updated_at,
+            visibility=record.visibility,
+        )
+
+    def _issue_deleted(self, payload: Mapping[str, Any], event: str, request: WebhookRequest) -> Envelope[Any]:
+        issue = payload.get("issue")
+        key = issue_key(issue)
+        fields = issue.get("fields") if isinstance(issue, Mapping) else None
+        project = fields.get("project") if isinstance(fields, Mapping) else None
+        project_key = project.get("key") if isinstance(project, Mapping) else None
+        missing = RecordMissing(ref=RecordRef(system=self.ctx.name, key=key), reason="deleted")
+        return Envelope[RecordEvent].wrap(
+            missing,
+            type=events.RECORD_MISSING,
+            source_system=self.ctx.name,
+            subject=missing.ref.id,
+            id=self._event_id(payload, event, request),
+            occurred_at=parse_jira_time(payload.get("timestamp")),
+            visibility=self.config.visibility_of(project_key if isinstance(project_key, str) else project_of_key(key)),
+        )
+
+    def _comment_created(self, payload: Mapping[str, Any], event: str, request: WebhookRequest) -> Envelope[Any]:
+        comment = comment_from_webhook(payload, system=self.ctx.name)
+        project_visibility = self.config.visibility_of(project_of_key(comment.ref.key))
+        return Envelope[TicketComment].wrap(
+            comment,
+            type=events.RECORD_COMMENT,
+            source_system=self.ctx.name,
+            subject=comment.ref.id,
+            id=self._event_id(payload, event, request),
+            occurred_at=parse_jira_time(payload.get("timestamp")) or comment.created_at,
+            visibility=comment_visibility(payload["comment"], project_visibility),
+        )
+
+    def _event_id(self, payload: Mapping[str, Any], event: str, request: WebhookRequest) -> str:
+        """Jira's delivery identifier (the same on every retry); without it, what identifies
+        the event in the payload, so a redelivered body still gets the same id."""
+        delivery = header(request.headers, DELIVERY_HEADER)
+        if delivery:
+            return f"{self.ctx.name}:{delivery.strip()}"
+        issue = payload.get("issue")
+        issue_id = issue.get("id") if isinstance(issue, Mapping) else None
+        timestamp = payload.get("timestamp")
+        if issue_id is None or timestamp is None:
+            return f"{self.ctx.name}:{event}:sha256:{hashlib.sha256(request.body).hexdigest()[:32]}"
+        parts = [self.ctx.name, event, str(issue_id), str(timestamp)]
+        comment = payload.get("comment")
+        if isinstance(comment, Mapping) and comment.get("id") is not None:
+            parts.append(str(comment["id"]))
+        return ":".join(parts)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SkippableError("jira webhook body is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise SkippableError("jira webhook body is not a JSON object")
+    return payload

@@ -1,0 +1,174 @@
+"""A small async client for the Slack Web API: the three methods threadlink calls.
+
+Requests are form-encoded, as the Web API spec's `formData` parameters describe (`blocks` is a
+JSON string); the token travels in the Authorization header, never in a URL or a body.
+
+Every answer becomes a ConnectorError in one place (`raise_for_slack`): HTTP status through
+`connectors.errors.classify_response`, then Slack's own `{"ok": false, "error": ...}` codes.
+Messages name the method and Slack's error code, never the token or the response body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+import httpx
+
+from connectors.errors import (
+    BackpressureError,
+    ConnectorError,
+    FatalError,
+    RetriableError,
+    SkippableError,
+    classify_response,
+    classify_transport_error,
+    parse_retry_after,
+)
+from connectors.slack.config import SlackConfig
+
+log = logging.getLogger(__name__)
+
+#: Slack asks us to slow down. `ratelimited` is what the API sends; `rate_limited` is how the
+#: Web API spec's error enums spell it.
+RATE_LIMITED = frozenset({"ratelimited", "rate_limited"})
+#: The token or the app is wrong: no command will succeed until someone fixes the config.
+FATAL = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked", "missing_scope", "no_permission"})
+#: This one message cannot be posted or updated (gone, archived, too long, ...): skip it.
+SKIPPABLE = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "msg_too_long",
+        "invalid_blocks",
+        "message_not_found",
+        "cant_update_message",
+    }
+)
+#: Slack's own transient failures ("likely due to a transient issue on our end"): worth another try.
+TRANSIENT = frozenset({"internal_error", "service_unavailable"})
+
+# Slack's error codes are short snake_case words; anything else is not echoed into messages.
+_ERROR_CODE = re.compile(r"^[a-z0-9_.]{1,64}$")
+
+
+def raise_for_slack(response: httpx.Response, *, method: str) -> dict[str, Any]:
+    """The JSON body of a successful call, or the ConnectorError its answer means."""
+    what = f"slack {method}"
+    classify_response(response, what=what)
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        # A 2xx that is not a JSON object is not Slack (a proxy's page, a wrong api_base_url).
+        raise FatalError(
+            f"{what}: HTTP {response.status_code} but not a JSON object; is api_base_url the Web API?",
+            status=response.status_code,
+        )
+    if payload.get("ok") is True:
+        return payload
+    raw = payload.get("error")
+    code = raw if isinstance(raw, str) and _ERROR_CODE.match(raw) else "unexpected_error"
+    message = f"{what}: {code}"
+    status = response.status_code
+    if code in RATE_LIMITED:
+        raise BackpressureError(
+            message, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+        )
+    if code in TRANSIENT:
+        raise RetriableError(message, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+    if code in SKIPPABLE:
+        raise SkippableError(message, status=status)
+    # FATAL, and every code we do not know: retrying the same call will not change Slack's mind.
+    raise FatalError(message, status=status)
+
+
+class SlackClient:
+    """Lifecycle: built with the connector and shared by its source and sink. The pooled
+    httpx.AsyncClient is opened on first use; `aclose()` closes it (a later call opens a new
+    one, so closing from both the source and the sink is safe). Safe to use from concurrent
+    tasks on one event loop.
+    """
+
+    def __init__(self, config: SlackConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._config = config
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None or self._http.is_closed:
+            self._http = httpx.AsyncClient(
+                base_url=self._config.api_base_url,
+                headers={
+                    "Authorization": f"Bearer {self._config.bot_token.get_secret_value()}",
+                    "Accept": "application/json",
+                },
+                timeout=httpx.Timeout(self._config.request_timeout_s),
+                transport=self._transport,
+            )
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.aclose()
+
+    async def auth_test(self) -> dict[str, Any]:
+        """Who the token belongs to: `user_id`, `bot_id` (bot tokens), `team_id`, ..."""
+        return await self.call("auth.test", {})
+
+    async def post_message(
+        self,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+        *,
+        unfurl_links: bool = False,
+    ) -> dict[str, Any]:
+        """chat.postMessage; `text` is the notification/fallback text when `blocks` are given.
+        Returns Slack's answer (`channel`, `ts`, `message`)."""
+        params: dict[str, Any] = {"channel": channel, "text": text, "unfurl_links": unfurl_links}
+        if blocks is not None:
+            params["blocks"] = blocks
+        if thread_ts is not None:
+            params["thread_ts"] = thread_ts
+        return await self.call("chat.postMessage", params)
+
+    async def update_message(
+        self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """chat.update of a message this bot posted. Returns Slack's answer (`channel`, `ts`, `text`)."""
+        params: dict[str, Any] = {"channel": channel, "ts": ts, "text": text}
+        if blocks is not None:
+            params["blocks"] = blocks
+        return await self.call("chat.update", params)
+
+    async def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """POST one Web API method with form-encoded `params` (lists/dicts become JSON strings,
+        booleans `true`/`false`, as the Web API expects)."""
+        try:
+            response = await self._client().post(method, data=_form(params))
+        except httpx.TransportError as exc:
+            raise classify_transport_error(exc, what=f"slack {method}") from exc
+        try:
+            return raise_for_slack(response, method=method)
+        except ConnectorError as exc:
+            log.debug("slack %s failed: %s (%s)", method, exc, exc.kind)
+            raise
+
+
+def _form(params: dict[str, Any]) -> dict[str, str]:
+    form: dict[str, str] = {}
+    for name, value in params.items():
+        if isinstance(value, bool):
+            form[name] = "true" if value else "false"
+        elif isinstance(value, list | dict):
+            form[name] = json.dumps(value, separators=(",", ":"))
+        else:
+            form[name] = str(value)
+    return form

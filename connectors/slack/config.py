@@ -1,0 +1,66 @@
+"""Configuration of one Slack app installed in one workspace."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+
+class SlackConfig(BaseModel):
+    """One Slack app (bot token + signing secret). Example (threadlink.yaml)::
+
+        connectors:
+          slack:
+            signing_secret: ${SLACK_SIGNING_SECRET}
+            bot_token: ${SLACK_BOT_TOKEN}
+
+    Point the app's Event Subscriptions Request URL at `/webhooks/<connector name>/events`
+    and subscribe to the bot events message.channels, message.groups (and message.im,
+    message.mpim if wanted); the bot needs the chat:write scope to post cards.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    signing_secret: SecretStr = Field(
+        description=(
+            "The app's Signing Secret (api.slack.com/apps > Basic Information > App Credentials). "
+            "Every Events API request is checked against it; those that do not match are answered 401."
+        )
+    )
+    bot_token: SecretStr = Field(
+        description="The Bot User OAuth Token (xoxb-...) from OAuth & Permissions; needs the chat:write scope."
+    )
+    api_base_url: str = Field(
+        default="https://slack.com/api",
+        description="Base address of the Web API (http(s); a trailing slash is ignored). Change it only for a sandbox.",
+    )
+    signature_max_age_s: int = Field(
+        default=300,
+        ge=1,
+        description=(
+            "Replay window: the furthest X-Slack-Request-Timestamp may be from now (past or future), in seconds."
+        ),
+    )
+    bot_user_id: str | None = Field(
+        default=None,
+        description="threadlink's own bot user id (U...). Left unset, it is learned with auth.test at start.",
+    )
+    bot_id: str | None = Field(
+        default=None,
+        description="threadlink's own bot id (B...). Left unset, it is learned with auth.test at start.",
+    )
+    app_id: str | None = Field(
+        default=None,
+        description="threadlink's Slack app id (A...); messages carrying it are threadlink's own and never acted on.",
+    )
+    request_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one Web API call, in seconds.")
+
+    @field_validator("api_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) address such as https://slack.com/api")
+        return value

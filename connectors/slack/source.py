@@ -1,0 +1,189 @@
+"""The Slack Events API webhook: signed requests in, SocialMessage envelopes out.
+
+Verification is Slack's v0 scheme on the raw body (https://api.slack.com/authentication/verifying-requests-from-slack):
+`X-Slack-Signature = "v0=" + hex(HMAC-SHA256(signing_secret, "v0:<timestamp>:<body>"))`, with
+`X-Slack-Request-Timestamp` inside a replay window.
+
+Slack redelivers an event up to three times when the answer is not a 2xx within 3 seconds
+(`X-Slack-Retry-Num`, `X-Slack-Retry-Reason`); redeliveries share the `event_id`, which is
+remembered once its envelope is on Kafka, so each is published once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from connectors.base import ConnectorContext, Unauthorized, WebhookRequest, WebhookResponse, WebhookSource
+from connectors.errors import SkippableError
+from connectors.runtime.dedup import RecentIds
+from connectors.slack.client import SlackClient
+from connectors.slack.config import SlackConfig
+from connectors.slack.mapping import SlackIdentity, envelope_for
+from schemas.envelope import Envelope
+from schemas.social import SocialMessage
+
+log = logging.getLogger(__name__)
+
+TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
+SIGNATURE_HEADER = "X-Slack-Signature"
+RETRY_NUM_HEADER = "X-Slack-Retry-Num"
+RETRY_REASON_HEADER = "X-Slack-Retry-Reason"
+
+
+def slack_signature(signing_secret: str | bytes, timestamp: str, body: bytes) -> str:
+    """Slack's v0 request signature of `body` sent at `timestamp` (epoch seconds, as a string)."""
+    secret = signing_secret.encode() if isinstance(signing_secret, str) else signing_secret
+    base = b"v0:" + timestamp.encode() + b":" + body
+    return "v0=" + hmac.new(secret, base, hashlib.sha256).hexdigest()
+
+
+def signed_headers(signing_secret: str | bytes, body: bytes, *, timestamp: int | None = None) -> dict[str, str]:
+    """The two headers Slack would send with `body` (tests and sandboxes sign requests with it)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    return {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: slack_signature(signing_secret, ts, body)}
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive lookup that also works on a plain dict."""
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value
+
+
+def verify_signature(
+    signing_secret: str | bytes,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    max_age_s: float,
+    now: float | None = None,
+) -> None:
+    """Raise Unauthorized (with a reason that never holds the secret) unless `body` was signed
+    by Slack within `max_age_s` of `now`."""
+    timestamp = header(headers, TIMESTAMP_HEADER)
+    signature = header(headers, SIGNATURE_HEADER)
+    if not timestamp:
+        raise Unauthorized(f"missing {TIMESTAMP_HEADER}")
+    if not signature:
+        raise Unauthorized(f"missing {SIGNATURE_HEADER}")
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        raise Unauthorized(f"{TIMESTAMP_HEADER} is not a number") from None
+    age = (time.time() if now is None else now) - sent_at
+    if abs(age) > max_age_s:
+        raise Unauthorized(f"{TIMESTAMP_HEADER} is {age:.0f}s away from now (window {max_age_s:.0f}s): a replay?")
+    expected = slack_signature(signing_secret, timestamp, body)
+    if not hmac.compare_digest(expected.encode(), signature.encode()):
+        raise Unauthorized(f"{SIGNATURE_HEADER} does not match the body (wrong signing_secret?)")
+
+
+class SlackEventsSource(WebhookSource):
+    """Served at `/webhooks/<connector name>/events`: the app's Event Subscriptions Request URL."""
+
+    path = "/events"
+
+    def __init__(
+        self,
+        config: SlackConfig,
+        ctx: ConnectorContext,
+        identity: SlackIdentity,
+        *,
+        client: SlackClient | None = None,
+        recent: RecentIds | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._ctx = ctx
+        self._identity = identity
+        self._client = client
+        self._recent = recent or RecentIds()
+        self._clock = clock
+        # event_id -> the publish in progress: a redelivery that arrives meanwhile waits for it
+        # instead of publishing a second copy.
+        self._in_flight: dict[str, asyncio.Future[None]] = {}
+
+    async def start(self) -> None:
+        """Learn threadlink's own ids (auth.test) before the first event, so its own messages
+        are marked `is_threadlink` even when this process runs no sink."""
+        if self._client is not None:
+            await self._identity.resolve(self._client)
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+    def verify(self, request: WebhookRequest) -> None:
+        verify_signature(
+            self._config.signing_secret.get_secret_value(),
+            request.headers,
+            request.body,
+            max_age_s=self._config.signature_max_age_s,
+            now=self._clock(),
+        )
+
+    async def handle(self, request: WebhookRequest) -> WebhookResponse:
+        try:
+            payload = json.loads(request.body)
+        except (ValueError, UnicodeDecodeError):
+            raise SkippableError("slack events: the body is not JSON") from None
+        if not isinstance(payload, dict):
+            raise SkippableError("slack events: the body is not a JSON object")
+        kind = payload.get("type")
+        if kind == "url_verification":
+            challenge = payload.get("challenge")
+            if not isinstance(challenge, str):
+                raise SkippableError("slack url_verification without a challenge")
+            return WebhookResponse(json={"challenge": challenge})
+        if kind == "app_rate_limited":
+            # Slack tells us it is dropping our events for a minute; nothing to publish.
+            log.warning("slack says events for app %s are being rate limited", payload.get("api_app_id"))
+            return WebhookResponse()
+        if kind != "event_callback":
+            raise SkippableError(f"slack events: unknown envelope type {str(kind)[:40]!r}")
+
+        event_id = payload.get("event_id")
+        if not isinstance(event_id, str) or not event_id:
+            raise SkippableError("slack event_callback without event_id")
+        retry = header(request.headers, RETRY_NUM_HEADER)
+        if self._recent.seen(event_id):
+            log.debug("slack event %s redelivered (retry %s): already published", event_id, retry)
+            return WebhookResponse()
+        pending = self._in_flight.get(event_id)
+        if pending is not None:
+            # Raises if that publish fails: then this answer is a 500 too, and Slack retries.
+            await asyncio.shield(pending)
+            return WebhookResponse()
+
+        envelope = envelope_for(payload, platform=self._ctx.name, identity=self._identity)
+        if envelope is None:
+            return WebhookResponse()  # acknowledged, nothing threadlink acts on
+        publish = asyncio.ensure_future(self._publish(event_id, envelope))
+        self._in_flight[event_id] = publish
+        try:
+            # Shielded: a client that hangs up does not cancel a publish half-way.
+            await asyncio.shield(publish)
+        finally:
+            if publish.done():
+                self._in_flight.pop(event_id, None)
+            else:  # this request was cancelled; the publish goes on without it
+                publish.add_done_callback(lambda done: self._forget(event_id, done))
+        return WebhookResponse()
+
+    def _forget(self, event_id: str, publish: asyncio.Future[None]) -> None:
+        self._in_flight.pop(event_id, None)
+        if not publish.cancelled() and publish.exception() is not None:
+            log.warning("slack event %s: publish failed after its request went away: %r", event_id, publish.exception())
+
+    async def _publish(self, event_id: str, envelope: Envelope[SocialMessage]) -> None:
+        await self._ctx.publisher.publish(self._ctx.topics.social_messages, envelope.data.thread.id, envelope)
+        # Only now: an event whose publish failed is answered 500 and published on Slack's retry.
+        self._recent.remember(event_id)

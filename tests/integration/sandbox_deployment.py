@@ -1,0 +1,83 @@
+"""A whole threadlink deployment for end-to-end tests: the real broker, `threadlink
+connectors run` and `threadlink streams run` as real child processes, and the sandbox
+Slack and Jira (served from a background event loop, so tests can stay synchronous)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sandbox.demo import SandboxIdentity, free_port, sandbox_settings
+from sandbox.jira_api import FakeJira
+from sandbox.slack_api import FakeSlack
+from threadlink.config import Settings
+from threadlink.launcher import ChildProcesses, start_deployment
+
+T = TypeVar("T")
+
+
+class LoopThread:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="sandbox-loop", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout_s: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+
+@dataclass
+class SandboxDeployment:
+    loop: LoopThread
+    slack: FakeSlack
+    jira: FakeJira
+    ident: SandboxIdentity
+    settings: Settings
+    children: ChildProcesses
+    events_url: str
+
+    def thread(self, channel: str, ts: str) -> list[dict[str, Any]]:
+        async def read() -> list[dict[str, Any]]:
+            return self.slack.thread(channel, ts)
+
+        return self.loop.run(read())
+
+    def cards(self, channel: str, ts: str) -> list[dict[str, Any]]:
+        return [m for m in self.thread(channel, ts) if m.get("bot_id")]
+
+    def post(self, channel: str, text: str, **kwargs: Any) -> str:
+        return self.loop.run(self.slack.post_user_message(channel, text, **kwargs))
+
+
+def start_sandbox(kafka_bootstrap: str, namespace: str, run_dir: Path) -> SandboxDeployment:
+    loop = LoopThread()
+    ident = SandboxIdentity()
+    port = free_port(18787)
+    events_url = f"http://127.0.0.1:{port}/webhooks/slack/events"
+    slack = FakeSlack(signing_secret=ident.signing_secret, bot_token=ident.bot_token, events_url=events_url,
+                      team_id=ident.team_id, bot_user_id=ident.bot_user_id, bot_id=ident.bot_id, app_id=ident.app_id)
+    jira = FakeJira(email=ident.jira_email, api_token=ident.jira_token, webhook_secret=ident.jira_webhook_secret,
+                    webhook_url=f"http://127.0.0.1:{port}/webhooks/jira")
+    loop.run(slack.start())
+    loop.run(jira.start())
+    base = Settings(kafka={"bootstrap_servers": kafka_bootstrap})
+    settings = sandbox_settings(base, ident, slack.url, jira.url, port, namespace)
+    settings = settings.model_copy(update={"streams": settings.streams.model_copy(
+        update={"state_dir": str(run_dir / "streams")})})
+    children = start_deployment(settings, run_dir)
+    return SandboxDeployment(loop, slack, jira, ident, settings, children, events_url)
+
+
+def stop_sandbox(deployment: SandboxDeployment) -> None:
+    deployment.children.stop()
+    deployment.loop.run(deployment.slack.stop())
+    deployment.loop.run(deployment.jira.stop())
+    deployment.loop.stop()

@@ -1,0 +1,166 @@
+"""The whole slice, as a user would see it: a signed Slack webhook in, through the real broker
+and the real processes, a card posted out by the Slack sink (and a back-link on the ticket)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sandbox.slack_api import sign
+from schemas.envelope import Envelope
+from schemas.links import LinkRequest
+from schemas.records import RecordEvent, RecordMissing
+from schemas.social import SocialMessage
+from tests.integration.kafka_helpers import envelopes, wait_for
+from tests.integration.sandbox_deployment import SandboxDeployment, start_sandbox, stop_sandbox
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+
+@pytest.fixture(scope="module")
+def sandbox(kafka_bootstrap: str, namespace: str, tmp_path_factory: pytest.TempPathFactory,
+            vendor_specs: str) -> Iterator[SandboxDeployment]:
+    run_dir: Path = tmp_path_factory.mktemp("deployment")
+    deployment = start_sandbox(kafka_bootstrap, f"{namespace}-e2e", run_dir)
+    yield deployment
+    stop_sandbox(deployment)
+    deployment.slack.assert_no_violations()
+    deployment.jira.assert_no_violations()
+
+
+@pytest.fixture
+def channel() -> str:
+    return "C" + secrets.token_hex(4).upper()
+
+
+def put_issue(sandbox: SandboxDeployment, key: str, summary: str, *, webhook: bool = True) -> None:
+    url = sandbox.jira.webhook_url
+    if not webhook:
+        sandbox.jira.webhook_url = None  # the ticket exists in Jira, threadlink never heard of it
+    try:
+        sandbox.loop.run(sandbox.jira.put_issue(key, summary, status="In Progress", assignee="Ada Lovelace"))
+    finally:
+        sandbox.jira.webhook_url = url
+
+
+def social_events(sandbox: SandboxDeployment, channel: str) -> list[Envelope[SocialMessage]]:
+    kafka = sandbox.settings.kafka
+    found = envelopes(kafka.bootstrap_servers or "", kafka.topics.social_messages, SocialMessage)
+    return [e for e in found if e.data.thread.channel == channel]
+
+
+def test_mention_of_a_known_ticket_gets_its_card_and_the_ticket_hears_back(sandbox: SandboxDeployment,
+                                                                            channel: str) -> None:
+    put_issue(sandbox, "SHOP-1", "Checkout fails for EU customers")
+    ts = sandbox.post(channel, "Is the checkout outage SHOP-1?", user="U0ALICE")
+    cards = wait_for(lambda: sandbox.cards(channel, ts), what="the card in the thread")
+    assert len(cards) == 1
+    card = cards[0]
+    assert card["thread_ts"] == ts
+    assert "SHOP-1" in card["text"] and "Checkout fails for EU customers" in card["text"]
+    assert "In Progress" in json.dumps(card.get("blocks"))
+    post = sandbox.slack.calls("chat.postMessage")[-1]
+    assert post.headers.get("Authorization") != sandbox.ident.bot_token  # sent as Bearer, never raw
+    comments = wait_for(lambda: sandbox.jira.comments("SHOP-1"), what="the back-link comment on SHOP-1")
+    assert len(comments) == 1 and channel in json.dumps(comments[0]["body"])
+
+
+def test_ticket_threadlink_never_saw_is_fetched_over_rest(sandbox: SandboxDeployment, channel: str) -> None:
+    put_issue(sandbox, "OPS-7", "Payment provider timeouts", webhook=False)
+    ts = sandbox.post(channel, "Could OPS-7 be related?")
+    cards = wait_for(lambda: sandbox.cards(channel, ts), what="the card of a fetched ticket")
+    assert "Payment provider timeouts" in cards[0]["text"]
+    fetches = [r for r in sandbox.jira.requests if r.method == "GET" and r.path.endswith("/issue/OPS-7")]
+    assert len(fetches) == 1
+
+
+@pytest.mark.parametrize("problem", ["bad signature", "stale timestamp", "no signature"])
+def test_unverified_webhook_is_401_and_nothing_reaches_kafka(sandbox: SandboxDeployment, channel: str,
+                                                             problem: str) -> None:
+    payload = {
+        "token": "x", "team_id": sandbox.ident.team_id, "api_app_id": sandbox.ident.app_id, "type": "event_callback",
+        "event_id": "Ev" + secrets.token_hex(5).upper(), "event_time": int(time.time()),
+        "event": {"type": "message", "channel": channel, "user": "U0MALLORY", "text": "see SHOP-1",
+                  "ts": f"{time.time():.6f}", "channel_type": "channel"},
+    }
+    body = json.dumps(payload).encode()
+    timestamp = str(int(time.time()) - (600 if problem == "stale timestamp" else 0))
+    signature = sign(sandbox.ident.signing_secret, timestamp, body)
+    if problem == "bad signature":
+        signature = sign("not-the-secret", timestamp, body)
+    headers = {"Content-Type": "application/json", "X-Slack-Request-Timestamp": timestamp}
+    if problem != "no signature":
+        headers["X-Slack-Signature"] = signature
+    response = httpx.post(sandbox.events_url, content=body, headers=headers, timeout=10)
+    assert response.status_code == 401
+    assert sandbox.ident.signing_secret not in response.text
+
+    # The same request correctly signed does reach Kafka: the check above could have seen it.
+    good_ts = str(int(time.time()))
+    headers |= {"X-Slack-Request-Timestamp": good_ts,
+                "X-Slack-Signature": sign(sandbox.ident.signing_secret, good_ts, body)}
+    assert httpx.post(sandbox.events_url, content=body, headers=headers, timeout=10).status_code == 200
+    events = social_events(sandbox, channel)
+    assert [e.data.author.id for e in events] == ["U0MALLORY"]
+
+
+def test_redelivered_event_gives_exactly_one_card(sandbox: SandboxDeployment, channel: str) -> None:
+    put_issue(sandbox, "SHOP-2", "Invoices are sent twice")
+    ts = sandbox.post(channel, "SHOP-2 is back")
+    event_id = next(e["event_id"] for e in reversed(sandbox.slack.events) if e["event"].get("ts") == ts)
+    wait_for(lambda: sandbox.cards(channel, ts), what="the first card")
+    for retry in (1, 2, 3):
+        assert sandbox.loop.run(sandbox.slack.redeliver(event_id, retry_num=retry)) == 200
+    # Redeliveries are answered only after any publish was acknowledged: Kafka is final now.
+    assert [e.id for e in social_events(sandbox, channel) if not e.data.author.is_threadlink] == [f"slack:{event_id}"]
+    time.sleep(3)
+    assert len(sandbox.cards(channel, ts)) == 1
+
+
+def test_threadlinks_own_message_causes_no_reply(sandbox: SandboxDeployment, channel: str) -> None:
+    put_issue(sandbox, "SHOP-3", "Search is slow")
+    put_issue(sandbox, "SHOP-4", "Images missing")
+    # threadlink (the bot token) posts a message that mentions a ticket; Slack echoes it as an event.
+    sandbox.loop.run(asyncio.to_thread(sandbox.slack.add_channel, channel))
+    response = httpx.post(f"{sandbox.slack.url}/api/chat.postMessage", timeout=10,
+                          headers={"Authorization": f"Bearer {sandbox.ident.bot_token}"},
+                          data={"channel": channel, "text": "Reminder: SHOP-3 is open"})
+    assert response.json()["ok"], response.json()
+    ts = response.json()["ts"]
+    own = wait_for(lambda: social_events(sandbox, channel), what="the bot's own message on Kafka")
+    assert own[0].data.author.is_threadlink
+
+    # A person's message in the same thread is processed after it (same key, same partition).
+    sandbox.post(channel, "and SHOP-4?", thread_ts=ts)
+    wait_for(lambda: any("SHOP-4" in c["text"] for c in sandbox.cards(channel, ts)), what="the SHOP-4 card")
+    time.sleep(3)
+    texts = [c["text"] for c in sandbox.cards(channel, ts)]
+    assert not any("Search is slow" in t for t in texts), texts
+    kafka = sandbox.settings.kafka
+    requests = envelopes(kafka.bootstrap_servers or "", kafka.topics.link_requests, LinkRequest)
+    assert [r.data.record.key for r in requests if r.data.thread.channel == channel] == ["SHOP-4"]
+
+
+def test_ticket_that_does_not_exist_gives_no_card_and_no_crash(sandbox: SandboxDeployment, channel: str) -> None:
+    ts = sandbox.post(channel, "Is this NOPE-404?")
+    kafka = sandbox.settings.kafka
+
+    def missing() -> list[RecordMissing]:
+        records = envelopes(kafka.bootstrap_servers or "", kafka.topics.records, RecordEvent)
+        return [r.data for r in records if isinstance(r.data, RecordMissing) and r.data.ref.key == "NOPE-404"]
+
+    wait_for(missing, what="Jira's answer that NOPE-404 does not exist")
+    put_issue(sandbox, "SHOP-5", "Password reset mails delayed")
+    sandbox.post(channel, "then maybe SHOP-5", thread_ts=ts)
+    wait_for(lambda: sandbox.cards(channel, ts), what="the SHOP-5 card after the missing ticket")
+    time.sleep(2)
+    cards = sandbox.cards(channel, ts)
+    assert len(cards) == 1 and "SHOP-5" in cards[0]["text"]
+    sandbox.children.check_alive()

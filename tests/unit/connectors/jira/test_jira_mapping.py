@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from connectors.errors import SkippableError
+from connectors.jira.config import JiraConfig
+from connectors.jira.mapping import (
+    adf_text,
+    backlink_adf,
+    parse_jira_time,
+    platform_label,
+    project_of_key,
+    ticket_from_issue,
+)
+from sandbox.contracts.jira import adf_problems
+from schemas.records import RecordRef
+from schemas.social import ThreadRef
+
+pytestmark = pytest.mark.unit
+
+THREAD = ThreadRef(platform="slack", workspace="T01", channel="C01", thread_id="1700000000.000100")
+
+
+def issue(**fields: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "summary": "Checkout is down",
+        "status": {"name": "In Progress", "id": "3"},
+        "assignee": {"accountId": "abc", "displayName": "Ada Lovelace"},
+        "priority": {"name": "High", "id": "2"},
+        "project": {"key": "OPS", "name": "Operations"},
+        "updated": "2024-03-01T10:20:30.456+0000",
+    }
+    base.update(fields)
+    return {"id": "10001", "key": "OPS-7", "self": "https://acme.atlassian.net/rest/api/3/issue/10001", "fields": base}
+
+
+def test_issue_becomes_a_ticket_record(config: JiraConfig) -> None:
+    record = ticket_from_issue(issue(), system="jira", config=config)
+    assert record.ref == RecordRef(system="jira", key="OPS-7")
+    assert record.title == "Checkout is down"
+    assert record.status == "In Progress"
+    assert record.assignee == "Ada Lovelace"
+    assert record.priority == "High"
+    assert record.project == "OPS"
+    assert record.url == "https://acme.atlassian.net/browse/OPS-7"
+    assert record.updated_at == datetime(2024, 3, 1, 10, 20, 30, 456000, tzinfo=UTC)
+    assert record.visibility == "restricted"  # OPS is listed as restricted
+
+
+def test_unassigned_issue_in_an_unlisted_project(config: JiraConfig) -> None:
+    record = ticket_from_issue(issue(assignee=None, project={"key": "HR"}, priority=None), system="jira", config=config)
+    assert record.assignee is None
+    assert record.priority is None
+    assert record.visibility == config.default_visibility == "internal"
+
+
+@pytest.mark.parametrize("bad", [None, {}, {"key": ""}, {"key": "OPS-1"}, {"key": "OPS-1", "fields": []}])
+def test_issue_without_key_or_fields_is_skippable(config: JiraConfig, bad: object) -> None:
+    with pytest.raises(SkippableError):
+        ticket_from_issue(bad, system="jira", config=config)
+
+
+def test_jira_times() -> None:
+    assert parse_jira_time(1709288430456) == datetime(2024, 3, 1, 10, 20, 30, 456000, tzinfo=UTC)
+    assert parse_jira_time("2024-03-01T12:20:30.000+0200") == datetime(2024, 3, 1, 10, 20, 30, tzinfo=UTC)
+    assert parse_jira_time("yesterday") is None
+    assert parse_jira_time(None) is None
+
+
+def test_project_of_key() -> None:
+    assert project_of_key("OPS-12") == "OPS"
+    assert project_of_key("ops-12") == "OPS"
+    assert project_of_key("10001") is None
+
+
+def test_backlink_with_permalink_is_text_and_a_link_mark() -> None:
+    permalink = "https://acme.slack.com/archives/C01/p1700000000000100"
+    doc = backlink_adf(THREAD, permalink=permalink)
+    assert doc == {
+        "type": "doc",
+        "version": 1,
+        "content": [
+            {
+                "type": "paragraph",
+                "content": [
+                    {"type": "text", "text": "Discussed in Slack thread "},
+                    {"type": "text", "text": permalink, "marks": [{"type": "link", "attrs": {"href": permalink}}]},
+                ],
+            }
+        ],
+    }
+    assert adf_problems(doc) == []
+
+
+def test_backlink_without_permalink_names_the_thread() -> None:
+    doc = backlink_adf(THREAD.model_copy(update={"platform": "matrix"}))
+    [paragraph] = doc["content"]
+    assert adf_text(doc) == f"Discussed in Matrix thread matrix:T01:C01:{THREAD.thread_id}"
+    assert "marks" not in paragraph["content"][-1]
+    assert adf_problems(doc) == []
+
+
+def test_backlink_uses_the_commands_words_and_keeps_nodes_non_empty() -> None:
+    doc = backlink_adf(THREAD, permalink="https://x.example/p1", text="Seen in #ops\n\nby the on-call")
+    assert adf_text(doc) == "Seen in #ops\n\nby the on-call https://x.example/p1"
+    assert adf_problems(doc) == []  # the blank line became hard breaks, not an empty text node
+
+
+def test_backlink_ignores_a_permalink_that_is_not_http() -> None:
+    doc = backlink_adf(THREAD, permalink="javascript:alert(1)")
+    assert "marks" not in doc["content"][0]["content"][0]
+
+
+def test_platform_labels() -> None:
+    assert platform_label("slack") == "Slack"
+    assert platform_label("slack-eu") == "Slack"
+    assert platform_label("mattermost") == "mattermost"

@@ -1,0 +1,284 @@
+"""The sink and the Web API client against FakeSlack on 127.0.0.1: what Slack receives, and
+how Slack's answers become the three kinds of error."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors.errors import BackpressureError, ConnectorError, FatalError, RetriableError, SkippableError
+from connectors.slack.cards import card_blocks, card_text
+from connectors.slack.client import SlackClient
+from connectors.slack.mapping import SlackIdentity
+from connectors.slack.sink import SlackSink
+from sandbox.slack_api import FakeSlack
+from schemas.commands import AddComment, Command, PostCard, UpdateCard, command_id_for
+from schemas.envelope import Envelope
+from schemas.records import RecordRef, TicketRecord
+from schemas.social import ThreadRef
+
+from .conftest import BOT_ID, BOT_TOKEN, BOT_USER_ID, CHANNEL, TEAM_ID, make_config
+
+pytestmark = pytest.mark.unit
+
+RECORD = TicketRecord(
+    ref=RecordRef(system="jira", key="PROJ-1"),
+    title="Login fails on Safari",
+    status="In Progress",
+    assignee="Ada Lovelace",
+    priority="High",
+    url="https://acme.atlassian.net/browse/PROJ-1",
+)
+
+
+def thread(ts: str, channel: str = CHANNEL) -> ThreadRef:
+    return ThreadRef(platform="slack", workspace=TEAM_ID, channel=channel, thread_id=ts)
+
+
+def post_card(ts: str, channel: str = CHANNEL, record: TicketRecord = RECORD) -> PostCard:
+    return PostCard(
+        command_id=command_id_for("post_card", channel, ts, record.ref.id),
+        target="slack",
+        thread=thread(ts, channel),
+        record=record,
+        in_reply_to=ts,
+    )
+
+
+def envelope(command: Command) -> Envelope[Command]:
+    return Envelope.wrap(
+        command,
+        type=f"io.threadlink.command.{command.kind}",
+        source_system="streams",
+        occurred_at=datetime(2024, 1, 1, tzinfo=UTC),
+    )
+
+
+async def execute(sink: SlackSink, command: Command) -> dict[str, Any]:
+    return await sink.execute(command, envelope(command))
+
+
+@pytest.fixture
+async def sink(fake_slack: FakeSlack) -> AsyncIterator[SlackSink]:
+    client = SlackClient(make_config(api_base_url=fake_slack.api_url, bot_user_id=BOT_USER_ID, bot_id=BOT_ID))
+    sink = SlackSink(client, SlackIdentity(bot_user_id=BOT_USER_ID, bot_id=BOT_ID))
+    await sink.start()
+    yield sink
+    await sink.stop()
+
+
+async def test_card_is_posted_into_the_thread(fake_slack: FakeSlack, sink: SlackSink) -> None:
+    root = await fake_slack.post_user_message(CHANNEL, "Is PROJ-1 back?")
+    result = await execute(sink, post_card(root))
+
+    assert result == {"channel": CHANNEL, "ts": result["ts"]}
+    (call,) = fake_slack.calls("chat.postMessage")
+    assert call.headers["Authorization"] == f"Bearer {BOT_TOKEN}"
+    assert call.content_type == "application/x-www-form-urlencoded"
+    assert call.params["channel"] == CHANNEL
+    assert call.params["thread_ts"] == root
+    assert call.params["unfurl_links"] == "false"
+    assert call.params["text"] == card_text(RECORD)
+    assert json.loads(call.params["blocks"]) == card_blocks(RECORD)
+    root_message, card = fake_slack.thread(CHANNEL, root)
+    assert (card["ts"], card["thread_ts"], card["bot_id"]) == (result["ts"], root, BOT_ID)
+    assert root_message["reply_count"] == 1
+    fake_slack.assert_no_violations()
+
+
+async def test_card_is_updated_in_place(fake_slack: FakeSlack, sink: SlackSink) -> None:
+    root = await fake_slack.post_user_message(CHANNEL, "Is PROJ-1 back?")
+    posted = await execute(sink, post_card(root))
+    done = RECORD.model_copy(update={"status": "Done"})
+    update = UpdateCard(command_id="u1", target="slack", thread=thread(root), record=done, card_message_id=posted["ts"])
+
+    assert await execute(sink, update) == {"channel": CHANNEL, "ts": posted["ts"]}
+    (call,) = fake_slack.calls("chat.update")
+    assert (call.params["ts"], call.params["text"]) == (posted["ts"], "PROJ-1: Login fails on Safari (Done)")
+    card = fake_slack.thread(CHANNEL, root)[1]
+    assert card["text"] == "PROJ-1: Login fails on Safari (Done)"
+    assert card["blocks"] == card_blocks(done)
+    fake_slack.assert_no_violations()
+
+
+async def test_update_without_a_card_is_skipped(fake_slack: FakeSlack, sink: SlackSink) -> None:
+    update = UpdateCard(command_id="u2", target="slack", thread=thread("1700000000.000100"), record=RECORD)
+    with pytest.raises(SkippableError, match="no card_message_id"):
+        await execute(sink, update)
+    assert fake_slack.calls("chat.update") == []
+
+
+async def test_commands_slack_cannot_do_are_skipped(sink: SlackSink) -> None:
+    command = AddComment(command_id="c1", target="slack", record=RECORD.ref, thread=thread("1.2"), body="hi")
+    with pytest.raises(SkippableError, match="slack cannot add_comment"):
+        await execute(sink, command)
+
+
+async def test_start_learns_the_bots_identity_with_auth_test(fake_slack: FakeSlack) -> None:
+    client = SlackClient(make_config(api_base_url=fake_slack.api_url))
+    identity = SlackIdentity(app_id="A0CONFIGURED")
+    sink = SlackSink(client, identity)
+    await sink.start()
+    await sink.start()  # asks Slack once
+    await sink.stop()
+    assert (identity.bot_user_id, identity.bot_id, identity.team_id, identity.app_id) == (
+        BOT_USER_ID,
+        BOT_ID,
+        TEAM_ID,
+        "A0CONFIGURED",
+    )
+    assert len(fake_slack.calls("auth.test")) == 1
+    fake_slack.assert_no_violations()
+
+
+async def test_configured_identity_needs_no_auth_test(fake_slack: FakeSlack, sink: SlackSink) -> None:
+    assert fake_slack.calls("auth.test") == []
+
+
+async def test_a_bad_token_fails_at_start(fake_slack: FakeSlack) -> None:
+    sink = SlackSink(SlackClient(make_config(api_base_url=fake_slack.api_url, bot_token="xoxb-wrong")), SlackIdentity())
+    try:
+        with pytest.raises(FatalError, match=r"slack auth\.test: invalid_auth") as caught:
+            await sink.start()
+    finally:
+        await sink.stop()
+    assert "xoxb-wrong" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        ("channel_not_found", SkippableError),
+        ("not_in_channel", SkippableError),
+        ("is_archived", SkippableError),
+        ("msg_too_long", SkippableError),
+        ("invalid_blocks", SkippableError),
+        ("ratelimited", BackpressureError),
+        ("invalid_auth", FatalError),
+        ("not_authed", FatalError),
+        ("account_inactive", FatalError),
+        ("token_revoked", FatalError),
+        ("missing_scope", FatalError),
+        ("no_permission", FatalError),
+        ("internal_error", RetriableError),
+        ("some_error_slack_added_later", FatalError),
+    ],
+)
+async def test_ok_false_answers_map_to_error_kinds(
+    fake_slack: FakeSlack, sink: SlackSink, error: str, kind: type[ConnectorError]
+) -> None:
+    root = await fake_slack.post_user_message(CHANNEL, "PROJ-1?")
+    fake_slack.fail_next("chat.postMessage", error)
+    with pytest.raises(kind, match=rf"slack chat\.postMessage: {error}") as caught:
+        await execute(sink, post_card(root))
+    assert type(caught.value) is kind
+    assert caught.value.status == 200
+    assert BOT_TOKEN not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"), [("message_not_found", SkippableError), ("cant_update_message", SkippableError)]
+)
+async def test_update_errors_map_to_error_kinds(
+    fake_slack: FakeSlack, sink: SlackSink, error: str, kind: type[ConnectorError]
+) -> None:
+    fake_slack.fail_next("chat.update", error)
+    update = UpdateCard(command_id="u3", target="slack", thread=thread("1.2"), record=RECORD, card_message_id="1.3")
+    with pytest.raises(kind, match=error):
+        await execute(sink, update)
+
+
+async def test_errors_the_fake_finds_by_itself(fake_slack: FakeSlack, sink: SlackSink) -> None:
+    with pytest.raises(SkippableError, match="channel_not_found"):
+        await execute(sink, post_card("1700000000.000100", channel="C0NOWHERE1"))
+    user_ts = await fake_slack.post_user_message(CHANNEL, "mine, not the bot's")
+    not_ours = UpdateCard(
+        command_id="u4", target="slack", thread=thread(user_ts), record=RECORD, card_message_id=user_ts
+    )
+    with pytest.raises(SkippableError, match="cant_update_message"):
+        await execute(sink, not_ours)
+    fake_slack.add_channel("C0ARCHIVED1", archived=True)
+    with pytest.raises(SkippableError, match="is_archived"):
+        await execute(sink, post_card("1700000000.000100", channel="C0ARCHIVED1"))
+
+
+async def test_http_429_is_backpressure_with_retry_after(fake_slack: FakeSlack, sink: SlackSink) -> None:
+    root = await fake_slack.post_user_message(CHANNEL, "PROJ-1?")
+    fake_slack.fail_next("chat.postMessage", "ratelimited", status=429, retry_after=7)
+    with pytest.raises(BackpressureError) as caught:
+        await execute(sink, post_card(root))
+    assert (caught.value.status, caught.value.retry_after) == (429, 7.0)
+    assert (await execute(sink, post_card(root)))["ts"]  # the next try goes through
+
+
+async def test_http_5xx_is_retriable(fake_slack: FakeSlack, sink: SlackSink) -> None:
+    root = await fake_slack.post_user_message(CHANNEL, "PROJ-1?")
+    fake_slack.fail_next("chat.postMessage", None, status=503)
+    with pytest.raises(RetriableError) as caught:
+        await execute(sink, post_card(root))
+    assert caught.value.status == 503 and not isinstance(caught.value, BackpressureError)
+
+
+async def test_nobody_listening_is_retriable_and_names_no_token() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again when the block ends: nothing listens there
+    client = SlackClient(make_config(api_base_url=f"http://127.0.0.1:{port}/api"))
+    with pytest.raises(RetriableError, match=r"slack chat\.postMessage: ConnectError") as caught:
+        await client.post_message(CHANNEL, "hi")
+    await client.aclose()
+    assert BOT_TOKEN not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("response", "kind", "message"),
+    [
+        (httpx.Response(200, text="<html>login</html>"), FatalError, "not a JSON object"),
+        (httpx.Response(200, json={"ok": False, "error": "Bearer xoxb-echo <script>"}), FatalError, "unexpected_error"),
+        (httpx.Response(401, json={"ok": False, "error": "invalid_auth"}), FatalError, "HTTP 401"),
+        (
+            httpx.Response(200, json={"ok": False, "error": "service_unavailable"}, headers={"Retry-After": "3"}),
+            RetriableError,
+            "service_unavailable",
+        ),
+    ],
+    ids=["not-json", "odd-error-not-echoed", "http-401", "transient"],
+)
+async def test_answers_that_are_not_plain_slack(
+    response: httpx.Response, kind: type[ConnectorError], message: str
+) -> None:
+    client = SlackClient(make_config(), transport=httpx.MockTransport(lambda _request: response))
+    with pytest.raises(kind, match=message) as caught:
+        await client.auth_test()
+    assert "xoxb" not in str(caught.value) and "<" not in str(caught.value)
+    await client.aclose()
+
+
+async def test_client_sends_slack_form_encoding() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"ok": True, "channel": CHANNEL, "ts": "1.2"})
+
+    client = SlackClient(make_config(api_base_url="https://slack.example/api/"), transport=httpx.MockTransport(answer))
+    await client.post_message(CHANNEL, "hi", [{"type": "divider"}], thread_ts="1.1")
+    await client.aclose()
+    (request,) = seen
+    assert str(request.url) == "https://slack.example/api/chat.postMessage"
+    assert request.headers["Authorization"] == f"Bearer {BOT_TOKEN}"
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    form = dict(httpx.QueryParams(request.content.decode()))
+    assert form == {
+        "channel": CHANNEL,
+        "text": "hi",
+        "unfurl_links": "false",
+        "blocks": '[{"type":"divider"}]',
+        "thread_ts": "1.1",
+    }

@@ -64,7 +64,9 @@ def classify_response(response: httpx.Response, *, what: str) -> None:
         return
     message = f"{what}: HTTP {status}"
     if status == 429:
-        raise BackpressureError(message, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+        raise BackpressureError(
+            message, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+        )
     if status >= 500 or status == 408:
         raise RetriableError(message, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After")))
     if status == 404:

@@ -47,24 +47,35 @@ class SandboxIdentity:
     channel: str = "C0SUPPORT"
 
 
-def sandbox_settings(base: Settings, ident: SandboxIdentity, slack_url: str, jira_url: str, port: int,
-                     run_id: str) -> Settings:
+def sandbox_settings(
+    base: Settings, ident: SandboxIdentity, slack_url: str, jira_url: str, port: int, run_id: str
+) -> Settings:
     return Settings(
         kafka=base.kafka.model_copy(update={"namespace": f"sandbox-{run_id}"}),
         http={"host": "127.0.0.1", "port": port},
         streams={"app_id": f"sandbox-{run_id}", "web_port": 0, "state_dir": str(RUN_DIR / "sandbox" / "streams")},
         connectors={
-            "slack": {"signing_secret": ident.signing_secret, "bot_token": ident.bot_token,
-                      "api_base_url": f"{slack_url}/api", "bot_user_id": ident.bot_user_id,
-                      "bot_id": ident.bot_id, "app_id": ident.app_id},
-            "jira": {"base_url": jira_url, "email": ident.jira_email, "api_token": ident.jira_token,
-                     "webhook_secret": ident.jira_webhook_secret},
+            "slack": {
+                "signing_secret": ident.signing_secret,
+                "bot_token": ident.bot_token,
+                "api_base_url": f"{slack_url}/api",
+                "bot_user_id": ident.bot_user_id,
+                "bot_id": ident.bot_id,
+                "app_id": ident.app_id,
+            },
+            "jira": {
+                "base_url": jira_url,
+                "email": ident.jira_email,
+                "api_token": ident.jira_token,
+                "webhook_secret": ident.jira_webhook_secret,
+            },
         },
     )
 
 
-async def wait_for_reply(slack: FakeSlack, channel: str, ts: str, *, count: int = 1, timeout_s: float = 120) -> list[
-        dict[str, Any]]:
+async def wait_for_reply(
+    slack: FakeSlack, channel: str, ts: str, *, count: int = 1, timeout_s: float = 120
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         replies = [m for m in slack.thread(channel, ts) if m.get("bot_id")]
@@ -87,10 +98,21 @@ async def run_demo(once: bool, keep_kafka: bool) -> int:
     run_id = time.strftime("%Y%m%d%H%M%S")
     port = free_port(8787)
     events_url = f"http://127.0.0.1:{port}/webhooks/slack/events"
-    jira = FakeJira(email=ident.jira_email, api_token=ident.jira_token, webhook_secret=ident.jira_webhook_secret,
-                    webhook_url=f"http://127.0.0.1:{port}/webhooks/jira")
-    slack = FakeSlack(signing_secret=ident.signing_secret, bot_token=ident.bot_token, events_url=events_url,
-                      team_id=ident.team_id, bot_user_id=ident.bot_user_id, bot_id=ident.bot_id, app_id=ident.app_id)
+    jira = FakeJira(
+        email=ident.jira_email,
+        api_token=ident.jira_token,
+        webhook_secret=ident.jira_webhook_secret,
+        webhook_url=f"http://127.0.0.1:{port}/webhooks/jira",
+    )
+    slack = FakeSlack(
+        signing_secret=ident.signing_secret,
+        bot_token=ident.bot_token,
+        events_url=events_url,
+        team_id=ident.team_id,
+        bot_user_id=ident.bot_user_id,
+        bot_id=ident.bot_id,
+        app_id=ident.app_id,
+    )
     await jira.start()
     await slack.start()
     say(f"sandbox Slack at {slack.url}, sandbox Jira at {jira.url} (local stand-ins, not the real services)")
@@ -100,8 +122,13 @@ async def run_demo(once: bool, keep_kafka: bool) -> int:
         children = await asyncio.to_thread(start_deployment, settings, RUN_DIR / "sandbox")
         started = time.monotonic()
 
-        await jira.put_issue("DEMO-1", "Checkout fails with HTTP 500 for EU customers", status="In Progress",
-                             assignee="Ada Lovelace", priority="High")
+        await jira.put_issue(
+            "DEMO-1",
+            "Checkout fails with HTTP 500 for EU customers",
+            status="In Progress",
+            assignee="Ada Lovelace",
+            priority="High",
+        )
         say("Jira: DEMO-1 created (its webhook told threadlink)")
         text = "Customers can't pay at checkout again. Is this DEMO-1?"
         ts = await slack.post_user_message(ident.channel, text, user="U0ALICE")
@@ -125,10 +152,12 @@ async def run_demo(once: bool, keep_kafka: bool) -> int:
                 say(f"Jira {key} heard the thread back: {comment_text(comment)!r}")
         if once:
             return 0
-        say(f"running. Post your own message:\n  curl -s -X POST {slack.url}/sandbox/post_message "
-            f"-H 'content-type: application/json' -d '{{\"channel\": \"{ident.channel}\", \"text\": \"see DEMO-1\"}}'\n"
+        say(
+            f"running. Post your own message:\n  curl -s -X POST {slack.url}/sandbox/post_message "
+            f'-H \'content-type: application/json\' -d \'{{"channel": "{ident.channel}", "text": "see DEMO-1"}}\'\n'
             f"  then: curl -s '{slack.url}/sandbox/thread?channel={ident.channel}&ts=<ts from the answer>'\n"
-            "Ctrl-C stops.")
+            "Ctrl-C stops."
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -86,26 +86,64 @@ class TopicNames:
 def catalog(names: TopicNames, command_targets: list[str] | tuple[str, ...]) -> list[TopicSpec]:
     """All topics for a deployment; one commands topic per connector that runs a sink."""
     specs = [
-        TopicSpec(names.social_messages, "thread id", Envelope[SocialMessage],
-                  "Messages posted, edited or deleted in social threads."),
-        TopicSpec(names.records, "record id", Envelope[RecordEvent],
-                  "Latest state of core-system records (or that one is missing); feeds the record table.",
-                  partitions=RECORD_PARTITIONS, cleanup_policy="compact", retention_ms=None),
-        TopicSpec(names.record_comments, "record id", Envelope[TicketComment],
-                  "Comments added to core-system records."),
-        TopicSpec(names.link_requests, "record id", Envelope[LinkRequest],
-                  "Mentions of records, re-keyed by record to meet the record table.",
-                  partitions=RECORD_PARTITIONS, retention_ms=DAY_MS),
-        TopicSpec(names.links, "thread id|record id", Envelope[Link],
-                  "Which threads discuss which records.", cleanup_policy="compact", retention_ms=None),
-        TopicSpec(names.dead_letters, "original key", Envelope[DeadLetter],
-                  "What could not be processed, with the reason; replay with `threadlink dlq replay`.",
-                  partitions=1, retention_ms=30 * DAY_MS),
-        TopicSpec(names.ledger, "command id", Envelope[LedgerEntry],
-                  "Side effects already done, so redelivered commands are not done twice.",
-                  cleanup_policy="compact", retention_ms=None),
+        TopicSpec(
+            names.social_messages,
+            "thread id",
+            Envelope[SocialMessage],
+            "Messages posted, edited or deleted in social threads.",
+        ),
+        TopicSpec(
+            names.records,
+            "record id",
+            Envelope[RecordEvent],
+            "Latest state of core-system records (or that one is missing); feeds the record table.",
+            partitions=RECORD_PARTITIONS,
+            cleanup_policy="compact",
+            retention_ms=None,
+        ),
+        TopicSpec(
+            names.record_comments, "record id", Envelope[TicketComment], "Comments added to core-system records."
+        ),
+        TopicSpec(
+            names.link_requests,
+            "record id",
+            Envelope[LinkRequest],
+            "Mentions of records, re-keyed by record to meet the record table.",
+            partitions=RECORD_PARTITIONS,
+            retention_ms=DAY_MS,
+        ),
+        TopicSpec(
+            names.links,
+            "thread id|record id",
+            Envelope[Link],
+            "Which threads discuss which records.",
+            cleanup_policy="compact",
+            retention_ms=None,
+        ),
+        TopicSpec(
+            names.dead_letters,
+            "original key",
+            Envelope[DeadLetter],
+            "What could not be processed, with the reason; replay with `threadlink dlq replay`.",
+            partitions=1,
+            retention_ms=30 * DAY_MS,
+        ),
+        TopicSpec(
+            names.ledger,
+            "command id",
+            Envelope[LedgerEntry],
+            "Side effects already done, so redelivered commands are not done twice.",
+            cleanup_policy="compact",
+            retention_ms=None,
+        ),
     ]
     for target in sorted(set(command_targets)):
-        specs.append(TopicSpec(names.commands(target), "thread id or record id", Envelope[Command],
-                               f"Commands for the {target} connector's sink."))
+        specs.append(
+            TopicSpec(
+                names.commands(target),
+                "thread id or record id",
+                Envelope[Command],
+                f"Commands for the {target} connector's sink.",
+            )
+        )
     return specs

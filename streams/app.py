@@ -1,6 +1,6 @@
 """The Faust app: built from the deployment settings, with every flow registered on it.
 
-    threadlink streams run        # a worker (what deploy/ runs)
+threadlink streams run        # a worker (what deploy/ runs)
 """
 
 from __future__ import annotations

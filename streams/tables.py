@@ -25,7 +25,11 @@ class StreamTables:
     @classmethod
     def declare(cls, app: faust.App) -> StreamTables:
         def table(name: str, default: type | None = None) -> faust.Table:
-            return app.Table(name, default=default, partitions=RECORD_PARTITIONS,
-                             schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"))
+            return app.Table(
+                name,
+                default=default,
+                partitions=RECORD_PARTITIONS,
+                schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"),
+            )
 
         return cls(records=table("records"), pending=table("pending"), linked=table("linked"))

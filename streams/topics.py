@@ -24,8 +24,15 @@ class StreamTopics:
     @classmethod
     def declare(cls, app: faust.App, names: TopicNames) -> StreamTopics:
         def topic(name: str, partitions: int | None = None) -> faust.TopicT:
-            return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
-                             value_serializer="raw", partitions=partitions, internal=False)
+            return app.topic(
+                name,
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=partitions,
+                internal=False,
+            )
 
         return cls(
             names=names,
@@ -38,5 +45,11 @@ class StreamTopics:
         )
 
     def commands(self, target: str) -> faust.TopicT:
-        return self._app.topic(self.names.commands(target), key_type=bytes, value_type=bytes,
-                               key_serializer="raw", value_serializer="raw", internal=False)
+        return self._app.topic(
+            self.names.commands(target),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            internal=False,
+        )

@@ -18,7 +18,7 @@ BOOTSTRAP = os.environ.get("THREADLINK_TEST_BOOTSTRAP", "127.0.0.1:9092")
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
     module = local_kafka()
-    host, port = BOOTSTRAP.split(",")[0].rsplit(":", 1)
+    port = BOOTSTRAP.split(",")[0].rsplit(":", 1)[1]
     if module.serves_requests(int(port)):
         yield BOOTSTRAP
         return
@@ -43,6 +43,8 @@ def vendor_specs() -> str:
     """The vendor specs directory; a clear failure (not a silent pass) when it is absent."""
     directory = specs_dir()
     if not directory.is_dir():
-        raise SpecsMissing(f"vendor specs directory {directory} is missing: set THREADLINK_SPECS_DIR "
-                           "to the folder holding slack/, jira/ and matrix/ (CI uses ../shared/specs)")
+        raise SpecsMissing(
+            f"vendor specs directory {directory} is missing: set THREADLINK_SPECS_DIR "
+            "to the folder holding slack/, jira/ and matrix/ (CI uses ../shared/specs)"
+        )
     return str(directory)

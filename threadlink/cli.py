@@ -1,12 +1,12 @@
 """The `threadlink` command.
 
-    threadlink run                      everything in one go (no config: the sandbox demo)
-    threadlink connectors run           webhook sources, pollers and sinks of the configured connectors
-    threadlink streams run              the Faust stream processors
-    threadlink topics apply | list      create/update the topics of the catalog
-    threadlink config check             validate the config, print it with secrets masked
-    threadlink dev kafka up|down|status local Apache Kafka for development and tests
-    threadlink schemas export | check   JSON Schema + AsyncAPI files of the contract
+threadlink run                      everything in one go (no config: the sandbox demo)
+threadlink connectors run           webhook sources, pollers and sinks of the configured connectors
+threadlink streams run              the Faust stream processors
+threadlink topics apply | list      create/update the topics of the catalog
+threadlink config check             validate the config, print it with secrets masked
+threadlink dev kafka up|down|status local Apache Kafka for development and tests
+threadlink schemas export | check   JSON Schema + AsyncAPI files of the contract
 """
 
 from __future__ import annotations
@@ -87,8 +87,10 @@ def cmd_topics_list(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     for spec in planned_topics(settings):
         retention = "forever" if spec.retention_ms is None else f"{spec.retention_ms // 3_600_000}h"
-        print(f"{spec.name:45} key={spec.key:22} partitions={spec.partitions} {spec.cleanup_policy:8} "
-              f"retention={retention}  {spec.description}")
+        print(
+            f"{spec.name:45} key={spec.key:22} partitions={spec.partitions} {spec.cleanup_policy:8} "
+            f"retention={retention}  {spec.description}"
+        )
     return 0
 
 
@@ -130,8 +132,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="threadlink", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="threadlink",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
     parser.add_argument("--config", "-c", help="config file (default: $THREADLINK_CONFIG or ./threadlink.yaml)")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

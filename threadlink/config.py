@@ -180,8 +180,10 @@ def load_settings(path: str | Path | None = None) -> Settings:
         known = set(settings.connectors)
         for index, pattern in enumerate(settings.streams.mention_patterns):
             if known and pattern.system not in known:
-                problems.append(f"{source}: streams.mention_patterns.{index}.system: {pattern.system!r} is not "
-                                "a configured connector")
+                problems.append(
+                    f"{source}: streams.mention_patterns.{index}.system: {pattern.system!r} is not "
+                    "a configured connector"
+                )
     if problems or settings is None:
         raise ConfigError("\n".join(problems))
     return settings
@@ -206,8 +208,10 @@ def _connector_problems(source: str, name: str, entry: ConnectorEntry) -> list[s
         return [f"{source}: connectors.{name}: connector names are lower-case words (they name topics)"]
     plugin = plugin_for(entry.type or name)
     if plugin is None:
-        return [f"{source}: connectors.{name}.type: unknown connector type {entry.type or name!r}; "
-                f"known: {', '.join(sorted(PLUGINS))}"]
+        return [
+            f"{source}: connectors.{name}.type: unknown connector type {entry.type or name!r}; "
+            f"known: {', '.join(sorted(PLUGINS))}"
+        ]
     try:
         plugin.config_model.model_validate(entry.plugin_fields())
     except ValidationError as exc:

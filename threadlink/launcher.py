@@ -40,12 +40,16 @@ class ChildProcesses:
 
     def start(self, name: str, *args: str) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "threadlink", "--config", str(self.config_file), *args],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **self.env}, start_new_session=True,
-        )
+        # The child keeps its own copy of the descriptor; ours is closed right away.
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "threadlink", "--config", str(self.config_file), *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env},
+                start_new_session=True,
+            )
 
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
@@ -109,8 +113,14 @@ def ensure_kafka(settings: Settings) -> tuple[Settings, object | None]:
     module = local_kafka()
     kafka = module.LocalKafka("single")
     already = module.serves_requests(module.LAYOUTS["single"][0].broker_port)
-    say("no kafka.bootstrap_servers configured: " + ("using the local broker already running" if already
-                                                      else "starting a local Apache Kafka (KRaft) on 127.0.0.1:9092"))
+    say(
+        "no kafka.bootstrap_servers configured: "
+        + (
+            "using the local broker already running"
+            if already
+            else "starting a local Apache Kafka (KRaft) on 127.0.0.1:9092"
+        )
+    )
     try:
         servers = kafka.up(quiet=True)
     except module.LocalKafkaError as exc:

@@ -7,6 +7,7 @@ and never shrinks (Kafka cannot): it says so instead.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions, NewTopic
@@ -28,18 +29,22 @@ def apply_topics(settings: Settings, *, timeout_s: float = 60) -> list[str]:
         raise ValueError("kafka.bootstrap_servers is not set")
     rf = settings.kafka.replication_factor
     specs = planned_topics(settings)
-    admin = KafkaAdminClient(bootstrap_servers=servers.split(","), client_id=f"{settings.kafka.client_id}-admin",
-                             request_timeout_ms=int(timeout_s * 1000))
+    admin = KafkaAdminClient(
+        bootstrap_servers=servers.split(","),
+        client_id=f"{settings.kafka.client_id}-admin",
+        request_timeout_ms=int(timeout_s * 1000),
+    )
     report: list[str] = []
     try:
         existing = set(admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         if missing:
-            try:
-                admin.create_topics([NewTopic(s.name, s.partitions, rf, topic_configs=s.configs(rf)) for s in missing],
-                                    timeout_ms=int(timeout_s * 1000))
-            except TopicAlreadyExistsError:
-                pass  # created concurrently by another `apply`: the config step below still runs
+            # Created concurrently by another `apply`: the config step below still runs.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(
+                    [NewTopic(s.name, s.partitions, rf, topic_configs=s.configs(rf)) for s in missing],
+                    timeout_ms=int(timeout_s * 1000),
+                )
             report += [f"created  {s.name} ({s.partitions} partitions, rf {rf}, {s.cleanup_policy})" for s in missing]
         present = [s for s in specs if s.name in existing]
         if present:
@@ -47,15 +52,18 @@ def apply_topics(settings: Settings, *, timeout_s: float = 60) -> list[str]:
             grow = {s.name: NewPartitions(s.partitions) for s in present if described.get(s.name, 0) < s.partitions}
             if grow:
                 admin.create_partitions(grow)
-            admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.configs(rf))
-                                 for s in present])
+            admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.configs(rf)) for s in present]
+            )
             for s in present:
                 have = described.get(s.name, 0)
                 if s.name in grow:
                     report.append(f"updated  {s.name}: partitions {have} -> {s.partitions}, configs applied")
                 elif have > s.partitions:
-                    report.append(f"kept     {s.name}: has {have} partitions, catalog says {s.partitions} "
-                                  "(Kafka cannot shrink a topic)")
+                    report.append(
+                        f"kept     {s.name}: has {have} partitions, catalog says {s.partitions} "
+                        "(Kafka cannot shrink a topic)"
+                    )
                 else:
                     report.append(f"ok       {s.name}")
         _wait_for_leaders(admin, [s.name for s in specs], timeout_s)
@@ -71,8 +79,10 @@ def _wait_for_leaders(admin: KafkaAdminClient, names: list[str], timeout_s: floa
     deadline = time.monotonic() + timeout_s
     while True:
         topics = admin.describe_topics(names)
-        if all(t.get("error_code", 0) == 0 and t["partitions"] and all(p["leader_id"] >= 0 for p in t["partitions"])
-               for t in topics):
+        if all(
+            t.get("error_code", 0) == 0 and t["partitions"] and all(p["leader_id"] >= 0 for p in t["partitions"])
+            for t in topics
+        ):
             return
         if time.monotonic() > deadline:
             raise RuntimeError("topics were created but have no partition leaders yet; is the cluster healthy?")

@@ -57,9 +57,14 @@ class ConnectorHost:
             for name, parts in self.parts.items():
                 if parts.sink is None:
                     continue
-                runner = SinkRunner(name, parts.sink, bootstrap_servers=kafka.bootstrap_servers or "",
-                                    topics=kafka.topics, publisher=self.publisher,
-                                    client_id=f"{kafka.client_id}-sink-{name}")
+                runner = SinkRunner(
+                    name,
+                    parts.sink,
+                    bootstrap_servers=kafka.bootstrap_servers or "",
+                    topics=kafka.topics,
+                    publisher=self.publisher,
+                    client_id=f"{kafka.client_id}-sink-{name}",
+                )
                 await runner.start()
                 self._runners.append(runner)
                 self._tasks.append(asyncio.create_task(runner.run(), name=f"sink-{name}"))
@@ -76,8 +81,12 @@ class ConnectorHost:
         self.port = sockets[0].getsockname()[1] if sockets else self.settings.http.port
         for name, source in sources:
             log.info("webhook %s: http://%s:%s%s", name, self.settings.http.host, self.port, webhook_path(name, source))
-        log.info("connectors running: %s (metrics on http://%s:%s/metrics)", ", ".join(self.parts) or "none",
-                 self.settings.http.host, self.port)
+        log.info(
+            "connectors running: %s (metrics on http://%s:%s/metrics)",
+            ", ".join(self.parts) or "none",
+            self.settings.http.host,
+            self.port,
+        )
 
     async def _poll_forever(self, name: str, poller: PollingSource) -> None:
         delay = poller.interval_s

@@ -56,8 +56,9 @@ class KafkaPublisher:
             loop.call_soon_threadsafe(_settle, done, exc)
 
         try:
-            future = self._producer.send(topic, key=key.encode() if key is not None else None, value=value,
-                                         headers=headers)
+            future = self._producer.send(
+                topic, key=key.encode() if key is not None else None, value=value, headers=headers
+            )
         except KafkaError as exc:
             raise PublishError(f"cannot send to {topic}: {exc}") from exc
         future.add_callback(on_success)

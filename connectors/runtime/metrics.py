@@ -30,9 +30,7 @@ SINK_SECONDS = Histogram(
     ["connector", "kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-SINK_RETRIES = Counter(
-    "threadlink_sink_retries_total", "Retried attempts of sink commands.", ["connector", "kind"]
-)
+SINK_RETRIES = Counter("threadlink_sink_retries_total", "Retried attempts of sink commands.", ["connector", "kind"])
 DEAD_LETTERS = Counter(
     "threadlink_deadletters_total", "Records sent to the dead-letter topic.", ["consumer", "error_kind"]
 )

@@ -23,7 +23,7 @@ class RetryPolicy:
     max_backoff_s: float = 30.0
 
     def _wait(self) -> Callable[[RetryCallState], float]:
-        backoff = wait_exponential_jitter(initial=self.initial_backoff_s, max=self.max_backoff_s)
+        backoff = wait_exponential_jitter(multiplier=self.initial_backoff_s, max=self.max_backoff_s)
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None

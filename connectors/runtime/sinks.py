@@ -66,8 +66,12 @@ class SinkRunner:
         await self._in_thread(self._load_ledger)
         self._consumer = await self._in_thread(self._subscribe)
         await self.sink.start()
-        log.info("sink %s: consuming %s (ledger: %d done commands)", self.name, self.topics.commands(self.name),
-                 len(self._ledger))
+        log.info(
+            "sink %s: consuming %s (ledger: %d done commands)",
+            self.name,
+            self.topics.commands(self.name),
+            len(self._ledger),
+        )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -108,8 +112,9 @@ class SinkRunner:
 
         def on_retry(state: Any) -> None:
             metrics.SINK_RETRIES.labels(self.name, command.kind).inc()
-            log.warning("sink %s: %s %s: %s; retrying", self.name, command.kind, command.command_id,
-                        state.outcome.exception())
+            log.warning(
+                "sink %s: %s %s: %s; retrying", self.name, command.kind, command.command_id, state.outcome.exception()
+            )
 
         try:
             result = await self.retry.call(attempt, on_retry=on_retry)
@@ -135,17 +140,31 @@ class SinkRunner:
 
     async def _remember(self, command_id: str, result: dict[str, Any], traceparent: str | None) -> None:
         entry = LedgerEntry(command_id=command_id, target=self.name, done_at=utcnow(), result=result)
-        envelope = Envelope.wrap(entry, type=events.LEDGER_DONE, source_system=self.name, subject=command_id,
-                                 parent_traceparent=traceparent, visibility="restricted")
+        envelope = Envelope.wrap(
+            entry,
+            type=events.LEDGER_DONE,
+            source_system=self.name,
+            subject=command_id,
+            parent_traceparent=traceparent,
+            visibility="restricted",
+        )
         await self.publisher.publish(self.topics.ledger, command_id, envelope)
         self._ledger.add(command_id)
         metrics.LEDGER_SIZE.labels(self.name).set(len(self._ledger))
 
     async def _dead_letter(self, record: Any, kind: str, reason: str, attempts: int = 1) -> None:
-        log.error("sink %s: dead-lettering %s[%d]@%d (%s): %s", self.name, record.topic, record.partition,
-                  record.offset, kind, reason)
-        letter = dead_letter_for(record, error_kind=kind, reason=reason, consumer=f"sink.{self.name}",
-                                 attempts=attempts)
+        log.error(
+            "sink %s: dead-lettering %s[%d]@%d (%s): %s",
+            self.name,
+            record.topic,
+            record.partition,
+            record.offset,
+            kind,
+            reason,
+        )
+        letter = dead_letter_for(
+            record, error_kind=kind, reason=reason, consumer=f"sink.{self.name}", attempts=attempts
+        )
         await send_to_dead_letters(self.publisher, self.topics, letter)
 
     # -- consumer thread -----------------------------------------------------------------
@@ -197,8 +216,9 @@ class SinkRunner:
             self._consumer.commit()
         except (CommitFailedError, KafkaError) as exc:
             # The ledger makes the redelivery that follows harmless.
-            log.warning("sink %s: offset commit failed (%s); the next owner re-reads, the ledger de-duplicates",
-                        self.name, exc)
+            log.warning(
+                "sink %s: offset commit failed (%s); the next owner re-reads, the ledger de-duplicates", self.name, exc
+            )
 
     def _close(self) -> None:
         if self._consumer is not None:

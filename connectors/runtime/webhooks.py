@@ -22,7 +22,7 @@ def webhook_path(connector: str, source: WebhookSource) -> str:
     return f"/webhooks/{connector}{source.path}"
 
 
-def _handler(connector: str, source: WebhookSource):  # noqa: ANN202 - aiohttp handler
+def _handler(connector: str, source: WebhookSource):
     async def handle(request: web.Request) -> web.StreamResponse:
         webhook = WebhookRequest(headers=request.headers, body=await request.read(), query=request.query)
         try:
@@ -58,10 +58,14 @@ async def metrics_view(_request: web.Request) -> web.Response:
     return response
 
 
+async def healthz_view(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
 def build_app(sources: list[tuple[str, WebhookSource]]) -> web.Application:
     app = web.Application(client_max_size=5 * 1024 * 1024)
     for connector, source in sources:
         app.router.add_post(webhook_path(connector, source), _handler(connector, source))
     app.router.add_get("/metrics", metrics_view)
-    app.router.add_get("/healthz", lambda _r: web.json_response({"status": "ok"}))
+    app.router.add_get("/healthz", healthz_view)
     return app

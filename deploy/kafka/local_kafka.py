@@ -16,6 +16,7 @@ Standard library only, so it runs before any virtualenv exists. `threadlink dev 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -62,7 +63,9 @@ def bootstrap_servers(layout: str) -> str:
 def require_java() -> str:
     java = shutil.which("java")
     if not java:
-        raise LocalKafkaError("java not found: install a Java 17+ runtime (Debian: apt-get install -y openjdk-17-jre-headless)")
+        raise LocalKafkaError(
+            "java not found: install a Java 17+ runtime (Debian: apt-get install -y openjdk-17-jre-headless)"
+        )
     out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
     try:
         major = int(out.split('"')[1].split(".")[0])
@@ -78,7 +81,9 @@ def fetch(quiet: bool = False) -> None:
         return
     mvn = shutil.which("mvn")
     if not mvn:
-        raise LocalKafkaError("mvn not found: install Maven to fetch Kafka from Maven Central (Debian: apt-get install -y maven)")
+        raise LocalKafkaError(
+            "mvn not found: install Maven to fetch Kafka from Maven Central (Debian: apt-get install -y maven)"
+        )
     if not quiet:
         print("fetching Apache Kafka from Maven Central (first run only) ...", flush=True)
     cmd = [mvn, "-B", "-q", "-f", str(KAFKA_DIR / "pom.xml"), "package"]
@@ -235,16 +240,30 @@ class LocalKafka:
             if not (ndir / "data" / "meta.properties").exists():
                 cluster_id = self._cluster_id()
                 fmt = subprocess.run(
-                    [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), "--ignore-formatted"],
-                    capture_output=True, text=True, env=env,
+                    [
+                        *jvm,
+                        "kafka.tools.StorageTool",
+                        "format",
+                        "-t",
+                        cluster_id,
+                        "-c",
+                        str(props),
+                        "--ignore-formatted",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    env=env,
                 )
                 if fmt.returncode != 0:
                     raise LocalKafkaError(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
             with open(self.log_file(node), "ab") as log:
                 proc = subprocess.Popen(
                     [*jvm, "kafka.Kafka", str(props)],
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    start_new_session=True, env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    env=env,
                 )
             self.pid_file(node).write_text(str(proc.pid))
         self.wait_ready()
@@ -277,7 +296,9 @@ class LocalKafka:
             ):
                 return
             time.sleep(0.5)
-        raise LocalKafkaError(f"kafka did not become ready within {READY_TIMEOUT_S:.0f}s; see {self.dir}/node-*/server.log")
+        raise LocalKafkaError(
+            f"kafka did not become ready within {READY_TIMEOUT_S:.0f}s; see {self.dir}/node-*/server.log"
+        )
 
     def down(self, quiet: bool = False) -> None:
         pids = {n.node_id: self._pid(n) for n in self.nodes}
@@ -340,17 +361,17 @@ def _alive(pid: int) -> bool:
 
 
 def _signal_group(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="local_kafka", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["fetch", "up", "down", "status", "wipe"])
     parser.add_argument("--cluster", action="store_true", help="three nodes, RF 3, min ISR 2 (ports 19092-19094)")
-    parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("THREADLINK_KAFKA_STATE_DIR", DEFAULT_STATE_DIR)))
+    parser.add_argument(
+        "--state-dir", type=Path, default=Path(os.environ.get("THREADLINK_KAFKA_STATE_DIR", DEFAULT_STATE_DIR))
+    )
     args = parser.parse_args(argv)
     kafka = LocalKafka("cluster" if args.cluster else "single", args.state_dir)
     try:

@@ -36,10 +36,14 @@ REQUEST = TypeAdapter(Envelope[LinkRequest])
 RECORD = TypeAdapter(Envelope[RecordEvent])
 TICKET = TypeAdapter(TicketRecord)
 
-LINKS = Counter("threadlink_stream_links_total", "Link requests by outcome (carded, waiting, missing, "
-                "already_linked, hidden).", ["outcome"])
-MESSAGES = Counter("threadlink_stream_messages_total", "Social messages by outcome (mentions, none, own, "
-                   "ignored).", ["outcome"])
+LINKS = Counter(
+    "threadlink_stream_links_total",
+    "Link requests by outcome (carded, waiting, missing, already_linked, hidden).",
+    ["outcome"],
+)
+MESSAGES = Counter(
+    "threadlink_stream_messages_total", "Social messages by outcome (mentions, none, own, ignored).", ["outcome"]
+)
 
 
 def register(ctx: StreamsContext) -> None:
@@ -50,26 +54,61 @@ def register(ctx: StreamsContext) -> None:
         link_id = f"{request.thread.id}|{request.record.id}"
         if not may_show(record.visibility, request.channel_visibility):
             LINKS.labels("hidden").inc()
-            log.info("not showing %s (%s) in %s (%s)", record.ref.id, record.visibility, request.thread.id,
-                     request.channel_visibility)
+            log.info(
+                "not showing %s (%s) in %s (%s)",
+                record.ref.id,
+                record.visibility,
+                request.thread.id,
+                request.channel_visibility,
+            )
             return
         tables.linked[link_id] = utcnow().isoformat()
         thread, ref = request.thread, request.record
-        card = PostCard(command_id=command_id_for("post_card", thread.id, ref.id), target=thread.platform,
-                        thread=thread, record=record, in_reply_to=request.message_id)
-        await send(topics.commands(thread.platform), thread.id,
-                   Envelope.wrap(card, type=events.COMMAND.format(kind=card.kind), source_system="streams",
-                                 subject=thread.id, parent_traceparent=traceparent))
+        card = PostCard(
+            command_id=command_id_for("post_card", thread.id, ref.id),
+            target=thread.platform,
+            thread=thread,
+            record=record,
+            in_reply_to=request.message_id,
+        )
+        await send(
+            topics.commands(thread.platform),
+            thread.id,
+            Envelope.wrap(
+                card,
+                type=events.COMMAND.format(kind=card.kind),
+                source_system="streams",
+                subject=thread.id,
+                parent_traceparent=traceparent,
+            ),
+        )
         link = Link(thread=thread, record=ref, message_id=request.message_id, created_at=utcnow())
-        await send(topics.links, link.id, Envelope.wrap(link, type=events.LINK_CREATED, source_system="streams",
-                                                       subject=link.id, parent_traceparent=traceparent))
-        backlink = AddComment(command_id=command_id_for("add_comment", thread.id, ref.id), target=ref.system,
-                              record=ref, thread=thread,
-                              body=f"Mentioned in a {thread.platform} thread (channel {thread.channel}):",
-                              permalink=request.permalink)
-        await send(topics.commands(ref.system), ref.id,
-                   Envelope.wrap(backlink, type=events.COMMAND.format(kind=backlink.kind), source_system="streams",
-                                 subject=ref.id, parent_traceparent=traceparent))
+        await send(
+            topics.links,
+            link.id,
+            Envelope.wrap(
+                link, type=events.LINK_CREATED, source_system="streams", subject=link.id, parent_traceparent=traceparent
+            ),
+        )
+        backlink = AddComment(
+            command_id=command_id_for("add_comment", thread.id, ref.id),
+            target=ref.system,
+            record=ref,
+            thread=thread,
+            body=f"Mentioned in a {thread.platform} thread (channel {thread.channel}):",
+            permalink=request.permalink,
+        )
+        await send(
+            topics.commands(ref.system),
+            ref.id,
+            Envelope.wrap(
+                backlink,
+                type=events.COMMAND.format(kind=backlink.kind),
+                source_system="streams",
+                subject=ref.id,
+                parent_traceparent=traceparent,
+            ),
+        )
         LINKS.labels("carded").inc()
 
     @app.agent(topics.social_messages, name="link.on_message")
@@ -79,8 +118,13 @@ def register(ctx: StreamsContext) -> None:
             try:
                 envelope = SOCIAL.validate_json(event.value)
             except ValidationError as exc:
-                await dead_letter(topics.dead_letters, event, kind="invalid", consumer="streams.link",
-                                  reason=f"not a social message envelope: {exc.error_count()} problem(s)")
+                await dead_letter(
+                    topics.dead_letters,
+                    event,
+                    kind="invalid",
+                    consumer="streams.link",
+                    reason=f"not a social message envelope: {exc.error_count()} problem(s)",
+                )
                 continue
             message = envelope.data
             if message.author.is_threadlink:
@@ -92,12 +136,25 @@ def register(ctx: StreamsContext) -> None:
             refs = extractor.extract(message.text)
             MESSAGES.labels("mentions" if refs else "none").inc()
             for ref in refs:
-                request = LinkRequest(thread=message.thread, message_id=message.message_id, record=ref,
-                                      permalink=message.permalink, channel_visibility=message.channel_visibility)
-                await send(topics.link_requests, ref.id,
-                           Envelope.wrap(request, type=events.LINK_REQUESTED, source_system="streams",
-                                         subject=ref.id, visibility=envelope.visibility,
-                                         parent_traceparent=envelope.traceparent))
+                request = LinkRequest(
+                    thread=message.thread,
+                    message_id=message.message_id,
+                    record=ref,
+                    permalink=message.permalink,
+                    channel_visibility=message.channel_visibility,
+                )
+                await send(
+                    topics.link_requests,
+                    ref.id,
+                    Envelope.wrap(
+                        request,
+                        type=events.LINK_REQUESTED,
+                        source_system="streams",
+                        subject=ref.id,
+                        visibility=envelope.visibility,
+                        parent_traceparent=envelope.traceparent,
+                    ),
+                )
 
     @app.agent(topics.link_requests, name="link.on_link_request")
     async def on_link_request(stream: Any) -> None:
@@ -106,8 +163,13 @@ def register(ctx: StreamsContext) -> None:
             try:
                 envelope = REQUEST.validate_json(event.value)
             except ValidationError as exc:
-                await dead_letter(topics.dead_letters, event, kind="invalid", consumer="streams.link",
-                                  reason=f"not a link request envelope: {exc.error_count()} problem(s)")
+                await dead_letter(
+                    topics.dead_letters,
+                    event,
+                    kind="invalid",
+                    consumer="streams.link",
+                    reason=f"not a link request envelope: {exc.error_count()} problem(s)",
+                )
                 continue
             request = envelope.data
             record_id = request.record.id
@@ -125,12 +187,22 @@ def register(ctx: StreamsContext) -> None:
             tables.pending[record_id] = waiting
             LINKS.labels("waiting").inc()
             if len(waiting) == 1:
-                fetch = FetchRecord(command_id=command_id_for("fetch_record", record_id, request.thread.id,
-                                                              request.message_id),
-                                    target=request.record.system, record=request.record)
-                await send(topics.commands(request.record.system), record_id,
-                           Envelope.wrap(fetch, type=events.COMMAND.format(kind=fetch.kind), source_system="streams",
-                                         subject=record_id, parent_traceparent=envelope.traceparent))
+                fetch = FetchRecord(
+                    command_id=command_id_for("fetch_record", record_id, request.thread.id, request.message_id),
+                    target=request.record.system,
+                    record=request.record,
+                )
+                await send(
+                    topics.commands(request.record.system),
+                    record_id,
+                    Envelope.wrap(
+                        fetch,
+                        type=events.COMMAND.format(kind=fetch.kind),
+                        source_system="streams",
+                        subject=record_id,
+                        parent_traceparent=envelope.traceparent,
+                    ),
+                )
 
     @app.agent(topics.records, name="link.on_record")
     async def on_record(stream: Any) -> None:
@@ -139,8 +211,13 @@ def register(ctx: StreamsContext) -> None:
             try:
                 envelope = RECORD.validate_json(event.value)
             except ValidationError as exc:
-                await dead_letter(topics.dead_letters, event, kind="invalid", consumer="streams.link",
-                                  reason=f"not a record envelope: {exc.error_count()} problem(s)")
+                await dead_letter(
+                    topics.dead_letters,
+                    event,
+                    kind="invalid",
+                    consumer="streams.link",
+                    reason=f"not a record envelope: {exc.error_count()} problem(s)",
+                )
                 continue
             data = envelope.data
             record_id = data.ref.id
@@ -152,8 +229,7 @@ def register(ctx: StreamsContext) -> None:
                 for _ in waiting:
                     LINKS.labels("missing").inc()
                 if waiting:
-                    log.info("%s does not exist (%s): %d mention(s) get no card", record_id, data.reason,
-                             len(waiting))
+                    log.info("%s does not exist (%s): %d mention(s) get no card", record_id, data.reason, len(waiting))
                 continue
             tables.records[record_id] = data.model_dump(mode="json")
             for item in waiting:

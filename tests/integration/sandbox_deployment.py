@@ -62,16 +62,28 @@ def start_sandbox(kafka_bootstrap: str, namespace: str, run_dir: Path) -> Sandbo
     ident = SandboxIdentity()
     port = free_port(18787)
     events_url = f"http://127.0.0.1:{port}/webhooks/slack/events"
-    slack = FakeSlack(signing_secret=ident.signing_secret, bot_token=ident.bot_token, events_url=events_url,
-                      team_id=ident.team_id, bot_user_id=ident.bot_user_id, bot_id=ident.bot_id, app_id=ident.app_id)
-    jira = FakeJira(email=ident.jira_email, api_token=ident.jira_token, webhook_secret=ident.jira_webhook_secret,
-                    webhook_url=f"http://127.0.0.1:{port}/webhooks/jira")
+    slack = FakeSlack(
+        signing_secret=ident.signing_secret,
+        bot_token=ident.bot_token,
+        events_url=events_url,
+        team_id=ident.team_id,
+        bot_user_id=ident.bot_user_id,
+        bot_id=ident.bot_id,
+        app_id=ident.app_id,
+    )
+    jira = FakeJira(
+        email=ident.jira_email,
+        api_token=ident.jira_token,
+        webhook_secret=ident.jira_webhook_secret,
+        webhook_url=f"http://127.0.0.1:{port}/webhooks/jira",
+    )
     loop.run(slack.start())
     loop.run(jira.start())
     base = Settings(kafka={"bootstrap_servers": kafka_bootstrap})
     settings = sandbox_settings(base, ident, slack.url, jira.url, port, namespace)
-    settings = settings.model_copy(update={"streams": settings.streams.model_copy(
-        update={"state_dir": str(run_dir / "streams")})})
+    settings = settings.model_copy(
+        update={"streams": settings.streams.model_copy(update={"state_dir": str(run_dir / "streams")})}
+    )
     children = start_deployment(settings, run_dir)
     return SandboxDeployment(loop, slack, jira, ident, settings, children, events_url)
 

@@ -25,8 +25,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")
-def sandbox(kafka_bootstrap: str, namespace: str, tmp_path_factory: pytest.TempPathFactory,
-            vendor_specs: str) -> Iterator[SandboxDeployment]:
+def sandbox(
+    kafka_bootstrap: str, namespace: str, tmp_path_factory: pytest.TempPathFactory, vendor_specs: str
+) -> Iterator[SandboxDeployment]:
     run_dir: Path = tmp_path_factory.mktemp("deployment")
     deployment = start_sandbox(kafka_bootstrap, f"{namespace}-e2e", run_dir)
     yield deployment
@@ -56,8 +57,9 @@ def social_events(sandbox: SandboxDeployment, channel: str) -> list[Envelope[Soc
     return [e for e in found if e.data.thread.channel == channel]
 
 
-def test_mention_of_a_known_ticket_gets_its_card_and_the_ticket_hears_back(sandbox: SandboxDeployment,
-                                                                            channel: str) -> None:
+def test_mention_of_a_known_ticket_gets_its_card_and_the_ticket_hears_back(
+    sandbox: SandboxDeployment, channel: str
+) -> None:
     put_issue(sandbox, "SHOP-1", "Checkout fails for EU customers")
     ts = sandbox.post(channel, "Is the checkout outage SHOP-1?", user="U0ALICE")
     cards = wait_for(lambda: sandbox.cards(channel, ts), what="the card in the thread")
@@ -82,13 +84,24 @@ def test_ticket_threadlink_never_saw_is_fetched_over_rest(sandbox: SandboxDeploy
 
 
 @pytest.mark.parametrize("problem", ["bad signature", "stale timestamp", "no signature"])
-def test_unverified_webhook_is_401_and_nothing_reaches_kafka(sandbox: SandboxDeployment, channel: str,
-                                                             problem: str) -> None:
+def test_unverified_webhook_is_401_and_nothing_reaches_kafka(
+    sandbox: SandboxDeployment, channel: str, problem: str
+) -> None:
     payload = {
-        "token": "x", "team_id": sandbox.ident.team_id, "api_app_id": sandbox.ident.app_id, "type": "event_callback",
-        "event_id": "Ev" + secrets.token_hex(5).upper(), "event_time": int(time.time()),
-        "event": {"type": "message", "channel": channel, "user": "U0MALLORY", "text": "see SHOP-1",
-                  "ts": f"{time.time():.6f}", "channel_type": "channel"},
+        "token": "x",
+        "team_id": sandbox.ident.team_id,
+        "api_app_id": sandbox.ident.app_id,
+        "type": "event_callback",
+        "event_id": "Ev" + secrets.token_hex(5).upper(),
+        "event_time": int(time.time()),
+        "event": {
+            "type": "message",
+            "channel": channel,
+            "user": "U0MALLORY",
+            "text": "see SHOP-1",
+            "ts": f"{time.time():.6f}",
+            "channel_type": "channel",
+        },
     }
     body = json.dumps(payload).encode()
     timestamp = str(int(time.time()) - (600 if problem == "stale timestamp" else 0))
@@ -104,8 +117,10 @@ def test_unverified_webhook_is_401_and_nothing_reaches_kafka(sandbox: SandboxDep
 
     # The same request correctly signed does reach Kafka: the check above could have seen it.
     good_ts = str(int(time.time()))
-    headers |= {"X-Slack-Request-Timestamp": good_ts,
-                "X-Slack-Signature": sign(sandbox.ident.signing_secret, good_ts, body)}
+    headers |= {
+        "X-Slack-Request-Timestamp": good_ts,
+        "X-Slack-Signature": sign(sandbox.ident.signing_secret, good_ts, body),
+    }
     assert httpx.post(sandbox.events_url, content=body, headers=headers, timeout=10).status_code == 200
     events = social_events(sandbox, channel)
     assert [e.data.author.id for e in events] == ["U0MALLORY"]
@@ -129,9 +144,12 @@ def test_threadlinks_own_message_causes_no_reply(sandbox: SandboxDeployment, cha
     put_issue(sandbox, "SHOP-4", "Images missing")
     # threadlink (the bot token) posts a message that mentions a ticket; Slack echoes it as an event.
     sandbox.loop.run(asyncio.to_thread(sandbox.slack.add_channel, channel))
-    response = httpx.post(f"{sandbox.slack.url}/api/chat.postMessage", timeout=10,
-                          headers={"Authorization": f"Bearer {sandbox.ident.bot_token}"},
-                          data={"channel": channel, "text": "Reminder: SHOP-3 is open"})
+    response = httpx.post(
+        f"{sandbox.slack.url}/api/chat.postMessage",
+        timeout=10,
+        headers={"Authorization": f"Bearer {sandbox.ident.bot_token}"},
+        data={"channel": channel, "text": "Reminder: SHOP-3 is open"},
+    )
     assert response.json()["ok"], response.json()
     ts = response.json()["ts"]
     own = wait_for(lambda: social_events(sandbox, channel), what="the bot's own message on Kafka")

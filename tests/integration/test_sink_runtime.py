@@ -43,15 +43,17 @@ class ScriptedSink(Sink):
 @pytest.fixture
 def topics(kafka_bootstrap: str, namespace: str, request: pytest.FixtureRequest) -> TopicNames:
     ns = f"{namespace}-{request.node.name[-20:].lower().replace('_', '-')}"
-    settings = Settings(kafka={"bootstrap_servers": kafka_bootstrap, "namespace": ns},
-                        connectors={"echo": {"type": "slack"}})
+    settings = Settings(
+        kafka={"bootstrap_servers": kafka_bootstrap, "namespace": ns}, connectors={"echo": {"type": "slack"}}
+    )
     apply_topics(settings)
     return settings.kafka.topics
 
 
 def fetch(key: str, salt: str = "") -> Envelope[Command]:
-    command = FetchRecord(command_id=command_id_for("fetch_record", key, salt), target="echo",
-                          record=RecordRef(system="jira", key=key))
+    command = FetchRecord(
+        command_id=command_id_for("fetch_record", key, salt), target="echo", record=RecordRef(system="jira", key=key)
+    )
     return Envelope.wrap(command, type=events.COMMAND.format(kind="fetch_record"), source_system="tests")
 
 
@@ -74,8 +76,9 @@ async def test_each_command_is_done_once_even_when_delivered_twice(kafka_bootstr
     for envelope in (twice, twice, fetch("A-2")):
         await publisher.publish(topics.commands("echo"), "k", envelope)
     sink = ScriptedSink({})
-    runner = SinkRunner("echo", sink, bootstrap_servers=kafka_bootstrap, topics=topics, publisher=publisher,
-                        client_id="tests")
+    runner = SinkRunner(
+        "echo", sink, bootstrap_servers=kafka_bootstrap, topics=topics, publisher=publisher, client_id="tests"
+    )
     await run_until(runner, lambda: len(sink.executed) >= 2)
     await asyncio.sleep(1)
     assert sorted(sink.executed) == sorted({twice.data.command_id, fetch("A-2").data.command_id})
@@ -84,8 +87,9 @@ async def test_each_command_is_done_once_even_when_delivered_twice(kafka_bootstr
     await publisher.publish(topics.commands("echo"), "k", twice)
     await publisher.publish(topics.commands("echo"), "k", fetch("A-3"))
     again = ScriptedSink({})
-    runner = SinkRunner("echo", again, bootstrap_servers=kafka_bootstrap, topics=topics, publisher=publisher,
-                        client_id="tests")
+    runner = SinkRunner(
+        "echo", again, bootstrap_servers=kafka_bootstrap, topics=topics, publisher=publisher, client_id="tests"
+    )
     await run_until(runner, lambda: again.executed)
     assert again.executed == [fetch("A-3").data.command_id]
     ledger = envelopes(kafka_bootstrap, topics.ledger, LedgerEntry)
@@ -93,22 +97,33 @@ async def test_each_command_is_done_once_even_when_delivered_twice(kafka_bootstr
     publisher.close()
 
 
-async def test_retriable_errors_are_retried_and_fatal_ones_dead_lettered(kafka_bootstrap: str,
-                                                                        topics: TopicNames) -> None:
+async def test_retriable_errors_are_retried_and_fatal_ones_dead_lettered(
+    kafka_bootstrap: str, topics: TopicNames
+) -> None:
     publisher = KafkaPublisher(kafka_bootstrap, client_id="tests")
     await publisher.publish(topics.commands("echo"), "k", fetch("FLAKY-1"))
     await publisher.publish(topics.commands("echo"), "k", fetch("BROKEN-1"))
     await publisher.publish_raw(topics.commands("echo"), "k", b"{not json", [])
     await publisher.publish(topics.commands("echo"), "k", fetch("OK-1"))
-    sink = ScriptedSink({"FLAKY-1": [RetriableError("503", retry_after=0.2), RetriableError("timeout")],
-                         "BROKEN-1": [FatalError("jira: HTTP 401")]})
-    runner = SinkRunner("echo", sink, bootstrap_servers=kafka_bootstrap, topics=topics, publisher=publisher,
-                        client_id="tests", retry=RetryPolicy(initial_backoff_s=0.05, max_backoff_s=0.2))
+    sink = ScriptedSink(
+        {
+            "FLAKY-1": [RetriableError("503", retry_after=0.2), RetriableError("timeout")],
+            "BROKEN-1": [FatalError("jira: HTTP 401")],
+        }
+    )
+    runner = SinkRunner(
+        "echo",
+        sink,
+        bootstrap_servers=kafka_bootstrap,
+        topics=topics,
+        publisher=publisher,
+        client_id="tests",
+        retry=RetryPolicy(initial_backoff_s=0.05, max_backoff_s=0.2),
+    )
     await run_until(runner, lambda: len(sink.executed) >= 2)
     assert sink.executed == [fetch("FLAKY-1").data.command_id, fetch("OK-1").data.command_id]
     letters = [e.data for e in envelopes(kafka_bootstrap, topics.dead_letters, DeadLetter)]
-    assert [(d.error_kind, d.reason) for d in letters] == [("fatal", "jira: HTTP 401"),
-                                                            ("invalid", letters[1].reason)]
+    assert [(d.error_kind, d.reason) for d in letters] == [("fatal", "jira: HTTP 401"), ("invalid", letters[1].reason)]
     assert letters[1].value == "{not json"
     assert letters[0].topic == topics.commands("echo")
     publisher.close()
@@ -119,8 +134,15 @@ async def test_retry_budget_exhausted_goes_to_dead_letters(kafka_bootstrap: str,
     await publisher.publish(topics.commands("echo"), "k", fetch("DOWN-1"))
     await publisher.publish(topics.commands("echo"), "k", fetch("OK-2"))
     sink = ScriptedSink({"DOWN-1": [RetriableError("HTTP 503")] * 10})
-    runner = SinkRunner("echo", sink, bootstrap_servers=kafka_bootstrap, topics=topics, publisher=publisher,
-                        client_id="tests", retry=RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.02))
+    runner = SinkRunner(
+        "echo",
+        sink,
+        bootstrap_servers=kafka_bootstrap,
+        topics=topics,
+        publisher=publisher,
+        client_id="tests",
+        retry=RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.02),
+    )
     await run_until(runner, lambda: sink.executed)
     letters = [e.data for e in envelopes(kafka_bootstrap, topics.dead_letters, DeadLetter)]
     assert [(d.error_kind, d.attempts) for d in letters] == [("retries_exhausted", 3)]

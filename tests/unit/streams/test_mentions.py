@@ -27,7 +27,7 @@ def test_ignores_code_spans_and_blocks() -> None:
 
 
 def test_named_group_key_and_several_systems() -> None:
-    patterns = DEFAULT + [("zendesk", r"(?<![\w#])#(?P<key>[0-9]{3,9})\b")]
+    patterns = [*DEFAULT, ("zendesk", r"(?<![\w#])#(?P<key>[0-9]{3,9})\b")]
     assert keys("ticket #4567 and WEB-3, not #12", patterns) == ["jira:WEB-3", "zendesk:4567"]
 
 
@@ -37,8 +37,13 @@ def test_punctuation_around_keys() -> None:
 
 @pytest.mark.parametrize(
     ("record", "channel", "shown"),
-    [("internal", "public", True), ("public", "restricted", True), ("restricted", "public", False),
-     ("restricted", "internal", False), ("restricted", "restricted", True)],
+    [
+        ("internal", "public", True),
+        ("public", "restricted", True),
+        ("restricted", "public", False),
+        ("restricted", "internal", False),
+        ("restricted", "restricted", True),
+    ],
 )
 def test_restricted_records_only_show_in_restricted_places(record: str, channel: str, shown: bool) -> None:
     assert may_show(record, channel) is shown

@@ -125,6 +125,34 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return int(export.main(["--write" if args.action == "export" else "--check"]))
 
 
+def cmd_dlq_list(args: argparse.Namespace) -> int:
+    from threadlink.deadletters import list_dead_letters
+
+    settings = _settings(args)
+    _require_kafka(settings)
+    letters = list_dead_letters(settings)
+    for offset, letter in letters:
+        print(
+            f"{offset:>6}  {letter.failed_at:%Y-%m-%d %H:%M:%S}  {letter.consumer:16} {letter.error_kind:17} "
+            f"{letter.topic}[{letter.partition}]@{letter.offset}  {letter.reason}"
+        )
+    print(f"{len(letters)} dead letter(s) in {settings.kafka.topics.dead_letters}", file=sys.stderr)
+    return 0
+
+
+def cmd_dlq_replay(args: argparse.Namespace) -> int:
+    from threadlink.deadletters import replay
+
+    settings = _settings(args)
+    _require_kafka(settings)
+    report = replay(settings, consumer=args.consumer, dry_run=args.dry_run)
+    verb = "would replay" if args.dry_run else "replayed"
+    for letter in report.replayed:
+        print(f"{verb} {letter.topic}[{letter.partition}]@{letter.offset} ({letter.error_kind}: {letter.reason})")
+    print(f"{verb} {len(report.replayed)}, skipped {report.skipped}", file=sys.stderr)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from threadlink.launcher import run_all
 
@@ -169,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.add_argument("action", choices=["fetch", "up", "down", "status", "wipe"])
     kafka.add_argument("--cluster", action="store_true", help="3 nodes, RF 3, min ISR 2, ports 19092-19094")
     kafka.set_defaults(func=cmd_dev_kafka)
+
+    dlq = sub.add_parser("dlq", help="the dead-letter topic").add_subparsers(dest="action", required=True)
+    dlq.add_parser("list", help="what could not be processed, and why").set_defaults(func=cmd_dlq_list)
+    dlq_replay = dlq.add_parser("replay", help="send dead letters back to their topics (each once)")
+    dlq_replay.add_argument("--consumer", help="only those of this consumer, e.g. sink.slack")
+    dlq_replay.add_argument("--dry-run", action="store_true", help="list what would be replayed")
+    dlq_replay.set_defaults(func=cmd_dlq_replay)
 
     schemas = sub.add_parser("schemas", help="exported contract files").add_subparsers(dest="action", required=True)
     schemas.add_parser("export", help="rewrite schemas/json and schemas/asyncapi.yaml").set_defaults(func=cmd_schemas)

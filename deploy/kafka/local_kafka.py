@@ -36,6 +36,11 @@ HEAP = os.environ.get("THREADLINK_KAFKA_HEAP", "-Xmx512m")
 READY_TIMEOUT_S = float(os.environ.get("THREADLINK_KAFKA_READY_TIMEOUT", "90"))
 
 
+# Brokers started by this process: kept so they are reaped (no zombies, no ResourceWarning)
+# when this same process stops them; a broker outlives the process that started it otherwise.
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}
+
+
 class LocalKafkaError(Exception):
     """A problem the user can fix; printed as one line, never as a traceback."""
 
@@ -265,6 +270,7 @@ class LocalKafka:
                     start_new_session=True,
                     env=env,
                 )
+            _STARTED[proc.pid] = proc
             self.pid_file(node).write_text(str(proc.pid))
         self.wait_ready()
         servers = bootstrap_servers(self.layout)
@@ -312,6 +318,7 @@ class LocalKafka:
                 time.sleep(0.2)
             if pid and _alive(pid):
                 _signal_group(pid, signal.SIGKILL)
+            _reap(pid)
             self.pid_file(node).unlink(missing_ok=True)
         if not quiet:
             stopped = sum(1 for p in pids.values() if p)
@@ -325,6 +332,7 @@ class LocalKafka:
             _signal_group(pid, signal.SIGKILL)
             while _alive(pid):
                 time.sleep(0.1)
+            _reap(pid)
 
     def status(self) -> list[str]:
         lines = []
@@ -344,6 +352,12 @@ def _port_in_use(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.3)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _reap(pid: int | None) -> None:
+    proc = _STARTED.pop(pid or 0, None)
+    if proc is not None:
+        proc.wait(timeout=30)
 
 
 def _alive(pid: int) -> bool:

@@ -148,3 +148,29 @@ async def test_retry_budget_exhausted_goes_to_dead_letters(kafka_bootstrap: str,
     assert [(d.error_kind, d.attempts) for d in letters] == [("retries_exhausted", 3)]
     assert sink.executed == [fetch("OK-2").data.command_id]
     publisher.close()
+
+
+async def test_dead_letters_are_replayed_once_after_the_fix(kafka_bootstrap: str, topics: TopicNames) -> None:
+    from threadlink.deadletters import replay
+
+    publisher = KafkaPublisher(kafka_bootstrap, client_id="tests")
+    await publisher.publish(topics.commands("echo"), "k", fetch("AUTH-1"))
+    await publisher.publish(topics.commands("echo"), "k", fetch("OK-3"))
+    sink = ScriptedSink({"AUTH-1": [FatalError("HTTP 401")]})
+    settings = Settings(kafka={"bootstrap_servers": kafka_bootstrap, "namespace": topics.namespace})
+    runner = SinkRunner(
+        "echo", sink, bootstrap_servers=kafka_bootstrap, topics=topics, publisher=publisher, client_id="tests"
+    )
+    await run_until(runner, lambda: sink.executed)
+    assert sink.executed == [fetch("OK-3").data.command_id]
+
+    # The token was fixed: replay, and the command is done this time; a second replay finds nothing new.
+    report = await asyncio.to_thread(replay, settings)
+    assert [letter.reason for letter in report.replayed] == ["HTTP 401"]
+    assert (await asyncio.to_thread(replay, settings)).replayed == []
+    runner = SinkRunner(
+        "echo", sink, bootstrap_servers=kafka_bootstrap, topics=topics, publisher=publisher, client_id="tests"
+    )
+    await run_until(runner, lambda: len(sink.executed) == 2)
+    assert sink.executed[1] == fetch("AUTH-1").data.command_id
+    publisher.close()

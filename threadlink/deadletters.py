@@ -1,0 +1,91 @@
+"""`threadlink dlq list | replay`: look at what could not be processed, and send it back once
+the cause is fixed. Replaying is safe: sinks skip commands their ledger has seen."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, TopicPartition
+from pydantic import TypeAdapter, ValidationError
+
+from connectors.runtime.deadletter import original_value
+from connectors.runtime.kafka import KafkaPublisher, read_to_end
+from schemas.commands import DeadLetter
+from schemas.envelope import Envelope
+from threadlink.config import Settings
+
+LETTER = TypeAdapter(Envelope[DeadLetter])
+REPLAY_HEADER = "threadlink-replay-of"
+
+
+@dataclass
+class ReplayReport:
+    replayed: list[DeadLetter]
+    skipped: int
+
+
+def list_dead_letters(settings: Settings) -> list[tuple[int, DeadLetter]]:
+    kafka = settings.kafka
+    letters = []
+    for record in read_to_end(kafka.bootstrap_servers or "", kafka.topics.dead_letters, client_id="threadlink-dlq"):
+        try:
+            letters.append((record.offset, LETTER.validate_json(record.value).data))
+        except ValidationError:
+            continue
+    return letters
+
+
+def replay(
+    settings: Settings, *, consumer: str | None = None, dry_run: bool = False, timeout_s: float = 30
+) -> ReplayReport:
+    """Send every dead letter not replayed before back to its topic (those of `consumer` only,
+    if given). Progress is a consumer group, so each letter is replayed once."""
+    kafka = settings.kafka
+    servers = (kafka.bootstrap_servers or "").split(",")
+    reader = KafkaConsumer(
+        bootstrap_servers=servers,
+        group_id=f"{kafka.namespace}.dlq-replay",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        client_id="threadlink-dlq",
+    )
+    publisher = None if dry_run else KafkaPublisher(kafka.bootstrap_servers or "", client_id="threadlink-dlq")
+    report = ReplayReport(replayed=[], skipped=0)
+    try:
+        partitions = [
+            TopicPartition(kafka.topics.dead_letters, p)
+            for p in sorted(reader.partitions_for_topic(kafka.topics.dead_letters) or [])
+        ]
+        reader.assign(partitions)
+        end = reader.end_offsets(partitions)
+        deadline = time.monotonic() + timeout_s
+        while any(reader.position(tp) < end[tp] for tp in partitions) and time.monotonic() < deadline:
+            for records in reader.poll(timeout_ms=500).values():
+                for record in records:
+                    try:
+                        letter = LETTER.validate_json(record.value).data
+                    except ValidationError:
+                        report.skipped += 1
+                        continue
+                    if consumer and letter.consumer != consumer:
+                        report.skipped += 1
+                        continue
+                    if publisher is not None:
+                        asyncio.run(
+                            publisher.publish_raw(
+                                letter.topic,
+                                letter.key,
+                                original_value(letter),
+                                [(REPLAY_HEADER, f"{letter.topic}:{letter.partition}:{letter.offset}".encode())],
+                            )
+                        )
+                    report.replayed.append(letter)
+        if publisher is not None:
+            reader.commit()
+    finally:
+        reader.close()
+        if publisher is not None:
+            publisher.close()
+    return report

@@ -93,7 +93,8 @@ def show_thread(messages: list[dict[str, Any]]) -> None:
 
 
 async def run_demo(once: bool, keep_kafka: bool) -> int:
-    base, started_kafka = ensure_kafka(Settings())
+    # Only the local broker: the sandbox never touches a configured cluster.
+    base, started_kafka = ensure_kafka(Settings(kafka={"bootstrap_servers": None}))
     ident = SandboxIdentity()
     run_id = time.strftime("%Y%m%d%H%M%S")
     port = free_port(8787)

@@ -18,7 +18,7 @@ class StreamTables:
     records: faust.Table
     """record id -> latest TicketRecord (JSON)."""
     pending: faust.Table
-    """record id -> link requests waiting for the record to be fetched (JSON list)."""
+    """record id -> {"fetched_at": epoch s, "requests": [...]}: mentions waiting for the record to be fetched."""
     linked: faust.Table
     """link id (thread id|record id) -> when the card was requested: one card per thread and record."""
 

@@ -58,6 +58,7 @@ class ChildProcesses:
                 raise RuntimeError(f"{name} exited with {proc.returncode}; last log lines:\n" + "\n".join(tail))
 
     def stop(self, timeout_s: float = 30) -> None:
+        self.config_file.unlink(missing_ok=True)  # it holds the secrets; the children have read it
         for proc in self.procs.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -70,6 +71,10 @@ class ChildProcesses:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def write_config(settings: Settings, path: Path) -> Path:
@@ -87,6 +92,7 @@ def write_config(settings: Settings, path: Path) -> Path:
         doc["connectors"][name] = {"type": entry.type or name, "enabled": entry.enabled, **fields}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when the file was already there with other permissions
     with os.fdopen(fd, "w") as out:
         yaml.safe_dump(doc, out, sort_keys=False)
     return path
@@ -133,27 +139,43 @@ def start_deployment(settings: Settings, run_dir: Path) -> ChildProcesses:
     from threadlink.topics_admin import apply_topics
 
     started = time.monotonic()
-    for line in apply_topics(settings):
-        if not line.startswith("ok"):
+    report = apply_topics(settings)
+    created = [line for line in report if line.startswith("created")]
+    for line in report:
+        if not line.startswith(("ok", "created")):
             say(f"topic {line}")
+    if created:
+        say(f"created {len(created)} topics in namespace {settings.kafka.namespace!r}")
     children = ChildProcesses(write_config(settings, run_dir / "effective-config.yaml"), run_dir / "logs")
-    children.start("connectors", "connectors", "run")
-    children.start("streams", "streams", "run")
-    wait_http_ok(f"http://{settings.http.host}:{settings.http.port}/healthz", 60, children)
+    try:
+        children.start("connectors", "connectors", "run")
+        children.start("streams", "streams", "run")
+        wait_http_ok(f"http://{settings.http.host}:{settings.http.port}/healthz", 60, children)
+    except BaseException:
+        children.stop()  # never leave half a deployment running
+        raise
     say(f"connectors and streams running ({time.monotonic() - started:.1f}s; logs in {children.log_dir}/)")
     return children
 
 
+def configured_by_environment() -> bool:
+    """Settings from THREADLINK_* variables alone are a real deployment, never the sandbox."""
+    from_env = Settings()
+    return bool(from_env.connectors or from_env.kafka.bootstrap_servers)
+
+
 def run_all(config: str | None, once: bool, keep_kafka: bool) -> int:
-    sandbox = config_path(config) is None
+    sandbox = config_path(config) is None and not configured_by_environment()
     if sandbox:
         say("no config file found (threadlink.yaml or $THREADLINK_CONFIG): running the sandbox demo")
         from sandbox.demo import run_demo
 
         return asyncio.run(run_demo(once=once, keep_kafka=keep_kafka))
     settings, started_kafka = ensure_kafka(load_settings(config))
-    children = start_deployment(settings, RUN_DIR)
+    signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop is a Ctrl-C: children stop too
+    children: ChildProcesses | None = None
     try:
+        children = start_deployment(settings, RUN_DIR)
         say("running; Ctrl-C stops")
         while True:
             children.check_alive()
@@ -161,7 +183,8 @@ def run_all(config: str | None, once: bool, keep_kafka: bool) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        children.stop()
+        if children is not None:
+            children.stop()
         if started_kafka is not None and not keep_kafka:
             started_kafka.down(quiet=True)  # type: ignore[attr-defined]
     return 0

@@ -21,6 +21,8 @@ from threadlink.config import Settings, connector_config
 
 log = logging.getLogger(__name__)
 
+STOP_TIMEOUT_S = 20.0
+
 
 @dataclass
 class ConnectorHost:
@@ -109,6 +111,9 @@ class ConnectorHost:
         for runner in self._runners:
             runner.stop()
         if self._tasks:
+            _, late = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S)
+            for task in late:  # a sink deep in retries: its offsets are not committed, nothing is lost
+                task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         for parts in self.parts.values():
             for source in parts.webhooks:

@@ -4,6 +4,7 @@ asyncio code can await, and reading a compacted topic to its end."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -11,14 +12,16 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
+from connectors.errors import RetriableError
 from connectors.runtime.metrics import EVENTS_PUBLISHED, PUBLISH_SECONDS
 from schemas.envelope import Envelope
 
 log = logging.getLogger(__name__)
 
 
-class PublishError(Exception):
-    """The broker did not acknowledge an event; the caller must not report success."""
+class PublishError(RetriableError):
+    """The broker did not acknowledge an event; the caller must not report success.
+    Retriable: leader elections and brief outages heal."""
 
 
 class KafkaPublisher:
@@ -39,6 +42,7 @@ class KafkaPublisher:
             retries=2**31 - 1,
             delivery_timeout_ms=60_000,
             request_timeout_ms=15_000,
+            max_block_ms=5_000,
         )
 
     async def publish(self, topic: str, key: str, envelope: Envelope[Any]) -> None:
@@ -55,9 +59,11 @@ class KafkaPublisher:
         def on_error(exc: BaseException) -> None:
             loop.call_soon_threadsafe(_settle, done, exc)
 
+        encoded_key = key.encode() if key is not None else None
         try:
-            future = self._producer.send(
-                topic, key=key.encode() if key is not None else None, value=value, headers=headers
+            # send() can block on metadata or a full buffer (up to max_block_ms): never on the loop.
+            future = await loop.run_in_executor(
+                None, functools.partial(self._producer.send, topic, key=encoded_key, value=value, headers=headers)
             )
         except KafkaError as exc:
             raise PublishError(f"cannot send to {topic}: {exc}") from exc

@@ -9,8 +9,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
 from pydantic import TypeAdapter, ValidationError
 
 from connectors.base import Sink
@@ -80,11 +81,15 @@ class SinkRunner:
         try:
             while not self._stopping.is_set():
                 batches = await self._in_thread(self._poll)
-                for records in batches.values():
+                handled: dict[TopicPartition, int] = {}
+                for partition, records in batches.items():
                     for record in records:
+                        if self._stopping.is_set():
+                            break  # what is not handled is not committed: the next start re-reads it
                         await self._handle(record)
-                if batches:
-                    await self._in_thread(self._commit)
+                        handled[partition] = record.offset + 1
+                if handled:
+                    await self._in_thread(self._commit, handled)
         finally:
             await self.sink.stop()
             await self._in_thread(self._close)
@@ -131,7 +136,8 @@ class SinkRunner:
             await self._dead_letter(record, "fatal", f"unexpected {type(exc).__name__}", attempts)
             metrics.SINK_COMMANDS.labels(self.name, command.kind, "dead_lettered").inc()
             return
-        await self._remember(command.command_id, result or {}, envelope.traceparent)
+        # The side effect happened: the ledger write is retried on its own, never the effect again.
+        await self.retry.call(lambda: self._remember(command.command_id, result or {}, envelope.traceparent))
         metrics.SINK_COMMANDS.labels(self.name, command.kind, "done").inc()
         metrics.SINK_SECONDS.labels(self.name, command.kind).observe(time.perf_counter() - started)
         metrics.END_TO_END_SECONDS.labels(self.name, command.kind).observe(
@@ -210,10 +216,10 @@ class SinkRunner:
         assert self._consumer is not None
         return self._consumer.poll(timeout_ms=500)
 
-    def _commit(self) -> None:
+    def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None
         try:
-            self._consumer.commit()
+            self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
         except (CommitFailedError, KafkaError) as exc:
             # The ledger makes the redelivery that follows harmless.
             log.warning(

@@ -54,6 +54,11 @@ class SlackConfig(BaseModel):
         default=None,
         description="threadlink's Slack app id (A...); messages carrying it are threadlink's own and never acted on.",
     )
+    workspace_url: str | None = Field(
+        default=None,
+        description="The workspace's address (https://acme.slack.com/), for links back to threads. "
+        "Left unset, it is learned with auth.test at start.",
+    )
     request_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one Web API call, in seconds.")
 
     @field_validator("api_base_url")

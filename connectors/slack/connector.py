@@ -17,7 +17,9 @@ def build(config: Any, ctx: ConnectorContext) -> ConnectorParts:
     if not isinstance(config, SlackConfig):
         config = SlackConfig.model_validate(config)
     client = SlackClient(config)
-    identity = SlackIdentity(bot_user_id=config.bot_user_id, bot_id=config.bot_id, app_id=config.app_id)
+    identity = SlackIdentity(
+        bot_user_id=config.bot_user_id, bot_id=config.bot_id, app_id=config.app_id, workspace_url=config.workspace_url
+    )
     return ConnectorParts(
         webhooks=[SlackEventsSource(config, ctx, identity, client=client)],
         sink=SlackSink(client, identity),

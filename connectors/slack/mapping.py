@@ -46,12 +46,13 @@ class SlackIdentity:
     bot_id: str | None = None
     app_id: str | None = None
     team_id: str | None = None
+    workspace_url: str | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
     _resolved: bool = field(default=False, repr=False, compare=False)
 
     @property
     def complete(self) -> bool:
-        return self.bot_user_id is not None and self.bot_id is not None
+        return self.bot_user_id is not None and self.bot_id is not None and self.workspace_url is not None
 
     async def resolve(self, client: Any) -> None:
         """Fill in the ids auth.test knows (`user_id`, `bot_id`, `team_id`); configured ones win.
@@ -64,8 +65,16 @@ class SlackIdentity:
             self.bot_user_id = self.bot_user_id or answer.get("user_id")
             self.bot_id = self.bot_id or answer.get("bot_id")
             self.team_id = self.team_id or answer.get("team_id")
+            self.workspace_url = self.workspace_url or answer.get("url")
             self._resolved = True
             log.info("slack identity: bot user %s, bot %s, app %s", self.bot_user_id, self.bot_id, self.app_id)
+
+    def permalink(self, channel: str, ts: str, thread_ts: str) -> str | None:
+        """Slack's link format for a message (a reply carries its thread), as the client builds it."""
+        if not self.workspace_url:
+            return None
+        link = f"{self.workspace_url.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}"
+        return link if thread_ts == ts else f"{link}?thread_ts={thread_ts}&cid={channel}"
 
     def is_self(self, *, user: str | None, bot_id: str | None, app_id: str | None) -> bool:
         return bool(
@@ -157,6 +166,7 @@ def social_message(
         action=action,
         author=_author(message, identity),
         text=text if isinstance(text, str) else "",
+        permalink=identity.permalink(channel, ts, thread.thread_id),
         channel_visibility=channel_visibility(event.get("channel_type")),
     )
 

@@ -272,7 +272,11 @@ class LocalKafka:
                 )
             _STARTED[proc.pid] = proc
             self.pid_file(node).write_text(str(proc.pid))
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except LocalKafkaError:
+            self.down(quiet=True)  # do not leave half a cluster running
+            raise
         servers = bootstrap_servers(self.layout)
         if not quiet:
             print(f"kafka {self.layout} ready at {servers} (logs: {self.dir}/node-*/server.log)", flush=True)

@@ -11,6 +11,7 @@ is remembered, and the record hears back where it is discussed.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
@@ -38,12 +39,22 @@ TICKET = TypeAdapter(TicketRecord)
 
 LINKS = Counter(
     "threadlink_stream_links_total",
-    "Link requests by outcome (carded, waiting, missing, already_linked, hidden).",
+    "Link requests by outcome (carded, waiting, missing, already_linked, hidden, stale_record).",
     ["outcome"],
 )
 MESSAGES = Counter(
     "threadlink_stream_messages_total", "Social messages by outcome (mentions, none, own, ignored).", ["outcome"]
 )
+
+
+#: A mention waits this long for its record before the record is asked for again.
+REFETCH_AFTER_S = 60.0
+#: Threads waiting for one record; beyond this the oldest are dropped (and logged).
+MAX_WAITING_PER_RECORD = 100
+
+
+def is_older(candidate: TicketRecord, current: TicketRecord) -> bool:
+    return bool(candidate.updated_at and current.updated_at and candidate.updated_at < current.updated_at)
 
 
 def register(ctx: StreamsContext) -> None:
@@ -62,7 +73,6 @@ def register(ctx: StreamsContext) -> None:
                 request.channel_visibility,
             )
             return
-        tables.linked[link_id] = utcnow().isoformat()
         thread, ref = request.thread, request.record
         card = PostCard(
             command_id=command_id_for("post_card", thread.id, ref.id),
@@ -109,6 +119,9 @@ def register(ctx: StreamsContext) -> None:
                 parent_traceparent=traceparent,
             ),
         )
+        # Marked only after the commands are sent: a crash before this re-sends them, and the
+        # sinks' ledger (deterministic command ids) keeps the card single.
+        tables.linked[link_id] = utcnow().isoformat()
         LINKS.labels("carded").inc()
 
     @app.agent(topics.social_messages, name="link.on_message")
@@ -180,13 +193,18 @@ def register(ctx: StreamsContext) -> None:
             if known is not None:
                 await emit_link(request, TICKET.validate_python(known), envelope.traceparent)
                 continue
-            waiting = list(tables.pending.get(record_id) or [])
-            if any(w["thread"] == request.thread.model_dump() for w in waiting):
-                continue
+            pending = dict(tables.pending.get(record_id) or {"fetched_at": 0.0, "requests": []})
+            waiting = [w for w in pending["requests"] if w["thread"] != request.thread.model_dump()]
             waiting.append(request.model_dump(mode="json") | {"traceparent": envelope.traceparent})
-            tables.pending[record_id] = waiting
+            pending["requests"] = waiting[-MAX_WAITING_PER_RECORD:]
             LINKS.labels("waiting").inc()
-            if len(waiting) == 1:
+            # One fetch at a time; another only when the last one went unanswered for a while
+            # (dead-lettered, or the connector was down), so a mention never waits forever.
+            refetch = time.time() - pending["fetched_at"] > REFETCH_AFTER_S
+            if refetch:
+                pending["fetched_at"] = time.time()
+            tables.pending[record_id] = pending
+            if refetch:
                 fetch = FetchRecord(
                     command_id=command_id_for("fetch_record", record_id, request.thread.id, request.message_id),
                     target=request.record.system,
@@ -221,7 +239,7 @@ def register(ctx: StreamsContext) -> None:
                 continue
             data = envelope.data
             record_id = data.ref.id
-            waiting = list(tables.pending.get(record_id) or [])
+            waiting = list((tables.pending.get(record_id) or {}).get("requests", []))
             if waiting:
                 tables.pending.pop(record_id, None)
             if isinstance(data, RecordMissing):
@@ -231,9 +249,15 @@ def register(ctx: StreamsContext) -> None:
                 if waiting:
                     log.info("%s does not exist (%s): %d mention(s) get no card", record_id, data.reason, len(waiting))
                 continue
-            tables.records[record_id] = data.model_dump(mode="json")
+            known = tables.records.get(record_id)
+            if known is not None and is_older(data, TICKET.validate_python(known)):
+                LINKS.labels("stale_record").inc()  # a late redelivery must not undo a newer update
+            else:
+                tables.records[record_id] = data.model_dump(mode="json")
+                known = None
+            record = TICKET.validate_python(known) if known is not None else data
             for item in waiting:
                 traceparent = item.pop("traceparent", None)
                 request = LinkRequest.model_validate(item)
                 if f"{request.thread.id}|{record_id}" not in tables.linked:
-                    await emit_link(request, data, traceparent or envelope.traceparent)
+                    await emit_link(request, record, traceparent or envelope.traceparent)

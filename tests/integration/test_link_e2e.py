@@ -71,7 +71,9 @@ def test_mention_of_a_known_ticket_gets_its_card_and_the_ticket_hears_back(
     post = sandbox.slack.calls("chat.postMessage")[-1]
     assert post.headers.get("Authorization") != sandbox.ident.bot_token  # sent as Bearer, never raw
     comments = wait_for(lambda: sandbox.jira.comments("SHOP-1"), what="the back-link comment on SHOP-1")
-    assert len(comments) == 1 and channel in json.dumps(comments[0]["body"])
+    assert len(comments) == 1
+    permalink = f"https://sandbox.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+    assert permalink in json.dumps(comments[0]["body"])  # a link mark back to the thread
 
 
 def test_ticket_threadlink_never_saw_is_fetched_over_rest(sandbox: SandboxDeployment, channel: str) -> None:
@@ -182,3 +184,15 @@ def test_ticket_that_does_not_exist_gives_no_card_and_no_crash(sandbox: SandboxD
     cards = sandbox.cards(channel, ts)
     assert len(cards) == 1 and "SHOP-5" in cards[0]["text"]
     sandbox.children.check_alive()
+
+
+def test_jira_webhook_with_a_bad_signature_is_401_and_changes_nothing(sandbox: SandboxDeployment) -> None:
+    put_issue(sandbox, "SHOP-9", "Coupons rejected")
+    payload = sandbox.jira.issue_event("jira:issue_updated", "SHOP-9")
+    payload["issue"]["fields"]["summary"] = "forged"
+    body, headers = sandbox.jira.signed(payload)
+    headers["X-Hub-Signature"] = "sha256=" + "0" * 64
+    assert httpx.post(sandbox.jira.webhook_url or "", content=body, headers=headers, timeout=10).status_code == 401
+    kafka = sandbox.settings.kafka
+    records = envelopes(kafka.bootstrap_servers or "", kafka.topics.records, RecordEvent)
+    assert [r.data.title for r in records if r.data.ref.key == "SHOP-9"] == ["Coupons rejected"]

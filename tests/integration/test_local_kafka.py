@@ -28,8 +28,9 @@ PYTHON = sys.executable
 
 
 def run_script(script: Path, *args: str, path: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PYTHON, str(script), *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PATH": path})
+    return subprocess.run(
+        [PYTHON, str(script), *args], capture_output=True, text=True, timeout=60, env={**os.environ, "PATH": path}
+    )
 
 
 @pytest.mark.unit

@@ -67,7 +67,9 @@ async def execute(sink: SlackSink, command: Command) -> dict[str, Any]:
 @pytest.fixture
 async def sink(fake_slack: FakeSlack) -> AsyncIterator[SlackSink]:
     client = SlackClient(make_config(api_base_url=fake_slack.api_url, bot_user_id=BOT_USER_ID, bot_id=BOT_ID))
-    sink = SlackSink(client, SlackIdentity(bot_user_id=BOT_USER_ID, bot_id=BOT_ID))
+    sink = SlackSink(
+        client, SlackIdentity(bot_user_id=BOT_USER_ID, bot_id=BOT_ID, workspace_url="https://sandbox.slack.com/")
+    )
     await sink.start()
     yield sink
     await sink.stop()

@@ -33,7 +33,7 @@ REPLY_TS = "1700000001.000200"
 
 @pytest.fixture
 def identity() -> SlackIdentity:
-    return SlackIdentity(bot_user_id=BOT_USER_ID, bot_id=BOT_ID, app_id=APP_ID)
+    return SlackIdentity(bot_user_id=BOT_USER_ID, bot_id=BOT_ID, app_id=APP_ID, workspace_url="https://acme.slack.com/")
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ async def test_plain_message_is_published_as_posted(
         "action": "posted",
         "author": {"id": "U0001", "display_name": None, "is_bot": False, "is_threadlink": False},
         "text": "Is PROJ-1 back?",
-        "permalink": None,
+        "permalink": "https://acme.slack.com/archives/C0GENERAL1/p1700000000000100",
         "channel_visibility": "public",
     }
 
@@ -304,3 +304,14 @@ async def test_payloads_that_cannot_be_understood_are_skippable(
     with pytest.raises(SkippableError, match=reason):
         await deliver(source, body)
     assert publisher.published == []
+
+
+def test_permalinks_follow_slacks_format() -> None:
+    identity = SlackIdentity(workspace_url="https://acme.slack.com/")
+    root = identity.permalink("C0123456789", "1700000000.000100", "1700000000.000100")
+    reply = identity.permalink("C0123456789", "1700000001.000200", "1700000000.000100")
+    assert root == "https://acme.slack.com/archives/C0123456789/p1700000000000100"
+    assert reply == (
+        "https://acme.slack.com/archives/C0123456789/p1700000001000200?thread_ts=1700000000.000100&cid=C0123456789"
+    )
+    assert SlackIdentity().permalink("C0123456789", "1.2", "1.2") is None

@@ -19,9 +19,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "==> lint (ruff)"
+echo "==> lint (ruff, mypy)"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy
 
 echo "==> tests"
 .venv/bin/pytest "$@"

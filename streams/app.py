@@ -59,8 +59,8 @@ def create_app(settings: Settings) -> StreamsContext:
     )
 
     @app.page("/metrics")
-    async def metrics(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+    async def metrics(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        return view.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     link.register(ctx)
     return ctx

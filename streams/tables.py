@@ -9,22 +9,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import faust
+from faust.types import TableT
 
 from schemas.topics import RECORD_PARTITIONS
 
 
 @dataclass
 class StreamTables:
-    records: faust.Table
+    records: TableT
     """record id -> latest TicketRecord (JSON)."""
-    pending: faust.Table
+    pending: TableT
     """record id -> {"fetched_at": epoch s, "requests": [...]}: mentions waiting for the record to be fetched."""
-    linked: faust.Table
+    linked: TableT
     """link id (thread id|record id) -> when the card was requested: one card per thread and record."""
 
     @classmethod
     def declare(cls, app: faust.App) -> StreamTables:
-        def table(name: str, default: type | None = None) -> faust.Table:
+        def table(name: str, default: type | None = None) -> TableT:
             return app.Table(
                 name,
                 default=default,

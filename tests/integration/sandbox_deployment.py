@@ -82,7 +82,11 @@ def start_sandbox(kafka_bootstrap: str, namespace: str, run_dir: Path) -> Sandbo
     base = Settings(kafka={"bootstrap_servers": kafka_bootstrap})
     settings = sandbox_settings(base, ident, slack.url, jira.url, port, namespace)
     settings = settings.model_copy(
-        update={"streams": settings.streams.model_copy(update={"state_dir": str(run_dir / "streams")})}
+        update={
+            "streams": settings.streams.model_copy(
+                update={"state_dir": str(run_dir / "streams"), "web_port": free_port(16066)}
+            )
+        }
     )
     children = start_deployment(settings, run_dir)
     return SandboxDeployment(loop, slack, jira, ident, settings, children, events_url)

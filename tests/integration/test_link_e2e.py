@@ -196,3 +196,18 @@ def test_jira_webhook_with_a_bad_signature_is_401_and_changes_nothing(sandbox: S
     kafka = sandbox.settings.kafka
     records = envelopes(kafka.bootstrap_servers or "", kafka.topics.records, RecordEvent)
     assert [r.data.title for r in records if r.data.ref.key == "SHOP-9"] == ["Coupons rejected"]
+
+
+def test_both_processes_serve_prometheus_metrics(sandbox: SandboxDeployment, channel: str) -> None:
+    put_issue(sandbox, "SHOP-6", "Metrics")
+    ts = sandbox.post(channel, "SHOP-6 please")
+    wait_for(lambda: sandbox.cards(channel, ts), what="a card")
+    http = sandbox.settings.http
+    connectors = httpx.get(f"http://{http.host}:{http.port}/metrics", timeout=10).text
+    assert 'threadlink_connector_webhook_requests_total{connector="slack",outcome="accepted"}' in connectors
+    assert 'threadlink_sink_commands_total{connector="slack",kind="post_card",outcome="done"}' in connectors
+    streams = wait_for(
+        lambda: httpx.get(f"http://127.0.0.1:{sandbox.settings.streams.web_port}/metrics", timeout=10).text,
+        what="the streams worker's /metrics",
+    )
+    assert 'threadlink_stream_links_total{outcome="carded"}' in streams

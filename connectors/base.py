@@ -51,6 +51,15 @@ class ConnectorContext:
     publisher: Publisher
 
 
+def header_value(headers: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive header lookup that also works on a plain dict (tests pass those)."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)
+
+
 class Unauthorized(Exception):
     """A webhook request failed verification: answered 401, nothing is published."""
 

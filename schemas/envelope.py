@@ -23,6 +23,9 @@ CONTENT_TYPE = "application/cloudevents+json"
 Visibility = Literal["public", "internal", "restricted"]
 """How widely an event may be shown: a record never shows in a place more public than this."""
 
+VISIBILITY_RANK: dict[str, int] = {"public": 0, "internal": 1, "restricted": 2}
+"""Higher is more restricted."""
+
 DataT = TypeVar("DataT")
 
 

@@ -1,6 +1,6 @@
 """Stay safe: a record is shown only where its audience may see it."""
 
-_RANK = {"public": 0, "internal": 1, "restricted": 2}
+from schemas.envelope import VISIBILITY_RANK as _RANK
 
 
 def may_show(record_visibility: str, channel_visibility: str) -> bool:

@@ -3,6 +3,7 @@ never sooner than the platform's Retry-After. Connectors tune it by attributes, 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -38,8 +39,11 @@ class RetryPolicy:
         *,
         on_retry: Callable[[RetryCallState], Any] | None = None,
     ) -> T:
-        """Run `fn` until it succeeds, raises a non-retriable error, or the budget is spent
-        (then the last RetriableError is raised)."""
+        """Run the coroutine function `fn` until it succeeds, raises a non-retriable error, or
+        the budget is spent (then the last RetriableError is raised). Not a lambda returning a
+        coroutine: tenacity would take the coroutine itself for the result, never awaiting it."""
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError("RetryPolicy.call needs an async function")
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RetriableError),
             wait=self._wait(),

@@ -136,8 +136,12 @@ class SinkRunner:
             await self._dead_letter(record, "fatal", f"unexpected {type(exc).__name__}", attempts)
             metrics.SINK_COMMANDS.labels(self.name, command.kind, "dead_lettered").inc()
             return
+
         # The side effect happened: the ledger write is retried on its own, never the effect again.
-        await self.retry.call(lambda: self._remember(command.command_id, result or {}, envelope.traceparent))
+        async def remember() -> None:
+            await self._remember(command.command_id, result or {}, envelope.traceparent)
+
+        await self.retry.call(remember)
         metrics.SINK_COMMANDS.labels(self.name, command.kind, "done").inc()
         metrics.SINK_SECONDS.labels(self.name, command.kind).observe(time.perf_counter() - started)
         metrics.END_TO_END_SECONDS.labels(self.name, command.kind).observe(

@@ -7,7 +7,6 @@ and never shrinks (Kafka cannot): it says so instead.
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions, NewTopic
@@ -15,6 +14,8 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from schemas.topics import TopicSpec, catalog
 from threadlink.config import Settings
+
+TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
 
 
 def planned_topics(settings: Settings) -> list[TopicSpec]:
@@ -39,13 +40,21 @@ def apply_topics(settings: Settings, *, timeout_s: float = 60) -> list[str]:
         existing = set(admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         if missing:
-            # Created concurrently by another `apply`: the config step below still runs.
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics(
-                    [NewTopic(s.name, s.partitions, rf, topic_configs=s.configs(rf)) for s in missing],
-                    timeout_ms=int(timeout_s * 1000),
-                )
-            report += [f"created  {s.name} ({s.partitions} partitions, rf {rf}, {s.cleanup_policy})" for s in missing]
+            answer = admin.create_topics(
+                [NewTopic(s.name, s.partitions, rf, topic_configs=s.configs(rf)) for s in missing],
+                timeout_ms=int(timeout_s * 1000),
+                raise_errors=False,
+            )
+            for result in answer.get("topics", []):
+                if result["error_code"] == TOPIC_ALREADY_EXISTS:
+                    existing.add(result["name"])  # made meanwhile (another apply, an operator): update it below
+                elif result["error_code"]:
+                    raise RuntimeError(f"creating {result['name']} failed: {result['error_message']}")
+            report += [
+                f"created  {s.name} ({s.partitions} partitions, rf {rf}, {s.cleanup_policy})"
+                for s in missing
+                if s.name not in existing
+            ]
         present = [s for s in specs if s.name in existing]
         if present:
             described = {t["name"]: len(t["partitions"]) for t in admin.describe_topics([s.name for s in present])}
@@ -66,7 +75,7 @@ def apply_topics(settings: Settings, *, timeout_s: float = 60) -> list[str]:
                     )
                 else:
                     report.append(f"ok       {s.name}")
-        _wait_for_leaders(admin, [s.name for s in specs], timeout_s)
+        _wait_for_leaders(admin, {s.name: s.partitions for s in specs}, timeout_s)
     except KafkaError as exc:
         raise RuntimeError(f"Kafka at {servers} refused the topic changes: {exc}") from exc
     finally:
@@ -74,13 +83,15 @@ def apply_topics(settings: Settings, *, timeout_s: float = 60) -> list[str]:
     return report
 
 
-def _wait_for_leaders(admin: KafkaAdminClient, names: list[str], timeout_s: float) -> None:
-    """New topics take a moment to get partition leaders; producing before that fails."""
+def _wait_for_leaders(admin: KafkaAdminClient, partitions: dict[str, int], timeout_s: float) -> None:
+    """New topics and partitions take a moment to get leaders; producing before that fails."""
     deadline = time.monotonic() + timeout_s
     while True:
-        topics = admin.describe_topics(names)
+        topics = admin.describe_topics(sorted(partitions))
         if all(
-            t.get("error_code", 0) == 0 and t["partitions"] and all(p["leader_id"] >= 0 for p in t["partitions"])
+            t.get("error_code", 0) == 0
+            and len(t["partitions"]) >= partitions[t["name"]]
+            and all(p["leader_id"] >= 0 for p in t["partitions"])
             for t in topics
         ):
             return

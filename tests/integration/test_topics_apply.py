@@ -1,0 +1,55 @@
+"""`threadlink topics apply` makes the broker match the catalog, and running it again is a no-op."""
+
+from __future__ import annotations
+
+import pytest
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
+
+from schemas.topics import catalog
+from threadlink.cli import main
+from threadlink.config import Settings
+from threadlink.topics_admin import apply_topics
+
+pytestmark = pytest.mark.integration
+
+
+def test_apply_creates_grows_configures_and_is_idempotent(kafka_bootstrap: str, namespace: str) -> None:
+    settings = Settings(
+        kafka={"bootstrap_servers": kafka_bootstrap, "namespace": f"{namespace}-apply"},
+        connectors={"slack": {}, "jira": {}},
+    )
+    names = settings.kafka.topics
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap.split(","))
+    try:
+        # An operator made the messages topic by hand, too small and with the wrong policy.
+        admin.create_topics([NewTopic(names.social_messages, 2, 1, topic_configs={"retention.ms": "1000"})])
+        report = apply_topics(settings)
+        expected = {spec.name for spec in catalog(names, ["slack", "jira"])}
+        assert {line.split()[1] for line in report if line.startswith("created")} == expected - {names.social_messages}
+        assert any(line.startswith(f"updated  {names.social_messages}: partitions 2 -> 6") for line in report)
+
+        described = {t["name"]: t for t in admin.describe_topics(sorted(expected))}
+        assert len(described[names.social_messages]["partitions"]) == 6
+        assert len(described[names.records]["partitions"]) == len(described[names.link_requests]["partitions"])
+        configs = admin.describe_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, names.social_messages),
+                ConfigResource(ConfigResourceType.TOPIC, names.records),
+            ]
+        )
+        text = str(configs)
+        assert "604800000" in text  # 7 days, not the operator's 1 s
+        assert "'compact'" in text  # the record table's source is compacted
+
+        again = apply_topics(settings)
+        assert all(line.startswith("ok") for line in again), again
+    finally:
+        admin.close()
+
+
+def test_cli_without_a_broker_says_how_to_fix_it(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "threadlink.yaml"
+    config.write_text("kafka:\n  namespace: x\n")
+    assert main(["--config", str(config), "topics", "apply"]) == 2
+    err = capsys.readouterr().err
+    assert "kafka.bootstrap_servers is not set" in err and "Traceback" not in err

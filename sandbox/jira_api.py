@@ -1,11 +1,19 @@
 """A local stand-in for Jira Cloud, for demos and tests. SANDBOX ONLY: nothing points at it
 unless a config or a test says so.
 
-It serves the REST v3 calls threadlink makes (get issue, add comment, myself) with Basic auth
-checked like Jira Cloud, answers in the shapes of the published spec, and sends webhooks the
-way Jira Cloud admin webhooks do (payload shape, `X-Hub-Signature`, `X-Atlassian-Webhook-Identifier`).
-Every request is recorded (`requests`) and checked against Jira's OpenAPI document, and so is
-every answer; differences land in `violations` (see sandbox/contracts/jira.py).
+It serves the REST v3 calls threadlink makes (get issue, add and list comments, comments by
+id, comment properties, myself) with Basic auth checked like Jira Cloud, answers in the shapes
+of the published spec, and sends webhooks the way Jira Cloud admin webhooks do (payload shape,
+`X-Hub-Signature`, `X-Atlassian-Webhook-Identifier`). Every request is recorded (`requests`)
+and checked against Jira's OpenAPI document, and so is every answer; differences land in
+`violations` (see sandbox/contracts/jira.py).
+
+Comments keep the entity properties they were created with (`properties: [{key, value}]`) and
+show them when asked with `expand=properties`, as Jira does; `comment_list_expands_properties =
+False` makes the issue's comment listing ignore that expand (the spec documents it only for
+`POST /rest/api/3/comment/list`). Failures are injected with `fail_next`, including the
+ambiguous kind: `after_store=True` does the work and then answers the error, `delay_s` holds
+the answer back (longer than the client's timeout: the client times out).
 
 Usage::
 
@@ -26,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -83,6 +92,8 @@ class _Failure:
     status: int
     retry_after: float | None
     path_prefix: str | None
+    after_store: bool = False
+    delay_s: float = 0.0
 
 
 def jira_time(moment: datetime) -> str:
@@ -106,6 +117,8 @@ class FakeJira:
         webhook_attempts: int = 3,
         clock: Callable[[], datetime] | None = None,
         contract: JiraContract | None = None,
+        comments_page_limit: int = 100,
+        comment_list_expands_properties: bool = True,
     ) -> None:
         self.email = email
         self._api_token = api_token
@@ -115,16 +128,21 @@ class FakeJira:
         self.webhook_attempts = max(1, webhook_attempts)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._contract = contract or jira_contract()
+        self.comments_page_limit = max(1, comments_page_limit)
+        """The most comments one page of `GET .../comment` holds, whatever maxResults asks."""
+        self.comment_list_expands_properties = comment_list_expands_properties
         self.requests: list[RecordedRequest] = []
         self.violations: list[Violation] = []
         self.deliveries: list[Delivery] = []
         self._issues: dict[str, dict[str, Any]] = {}
         self._comments: dict[str, list[dict[str, Any]]] = {}
+        self._comment_properties: dict[str, dict[str, Any]] = {}
         self._project_ids: dict[str, str] = {}
         self._ids = itertools.count(10000)
         self._comment_ids = itertools.count(10000)
         self._failures: list[_Failure] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._url = "http://127.0.0.1:0"
@@ -141,12 +159,17 @@ class FakeJira:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/rest/api/3/issue/{issueIdOrKey}", self._get_issue)
         app.router.add_post("/rest/api/3/issue/{issueIdOrKey}/comment", self._add_comment)
+        app.router.add_get("/rest/api/3/issue/{issueIdOrKey}/comment", self._get_comments)
+        app.router.add_post("/rest/api/3/comment/list", self._comments_by_ids)
+        app.router.add_get("/rest/api/3/comment/{commentId}/properties", self._comment_property_keys)
+        app.router.add_get("/rest/api/3/comment/{commentId}/properties/{propertyKey}", self._comment_property)
         app.router.add_get("/rest/api/3/myself", self._myself)
         app.router.add_post("/sandbox/issues", self._sandbox_put_issue)
         app.router.add_get("/sandbox/issues/{key}/comments", self._sandbox_comments)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._stopping.clear()
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -158,6 +181,7 @@ class FakeJira:
         return self._url
 
     async def stop(self) -> None:
+        self._stopping.set()  # answers held back by fail_next(delay_s=...) go out now
         await self.wait_deliveries()
         if self._session is not None:
             await self._session.close()
@@ -176,20 +200,36 @@ class FakeJira:
     # -- test controls -------------------------------------------------------------------
 
     def fail_next(
-        self, status: int, *, times: int = 1, retry_after: float | None = None, path_prefix: str | None = None
+        self,
+        status: int,
+        *,
+        times: int = 1,
+        retry_after: float | None = None,
+        path_prefix: str | None = None,
+        after_store: bool = False,
+        delay_s: float = 0.0,
     ) -> None:
         """Answer the next `times` REST calls (optionally only those under `path_prefix`) with
-        `status` (and `Retry-After` when given) instead of serving them."""
-        self._failures.extend(_Failure(status, retry_after, path_prefix) for _ in range(times))
+        `status` (and `Retry-After` when given) instead of serving them.
+
+        `after_store=True` serves the call first (a comment is stored, its webhook sent) and
+        answers `status` all the same: Jira failing after the work was done. `delay_s` holds the
+        answer back that long (until `stop()` at most); longer than the client's timeout, the
+        client times out, and with `after_store` that is "stored, but the answer never came"."""
+        self._failures.extend(_Failure(status, retry_after, path_prefix, after_store, delay_s) for _ in range(times))
 
     def assert_no_violations(self) -> None:
         if self.violations:
             raise ContractViolation(self.violations)
 
     def comments(self, key: str) -> list[dict[str, Any]]:
-        """The comments stored on an issue (as Jira's Comment objects)."""
+        """The comments stored on an issue (as Jira's Comment objects, without properties)."""
         issue = self.issue(key)
         return list(self._comments.get(issue["key"], [])) if issue else []
+
+    def comment_properties(self, comment_id: str) -> dict[str, Any]:
+        """The entity properties of a comment, key -> value (empty for an unknown comment)."""
+        return dict(self._comment_properties.get(comment_id, {}))
 
     def issue(self, key: str) -> dict[str, Any] | None:
         """The stored IssueBean for a key or id (case-insensitive, like Jira), or None."""
@@ -253,7 +293,8 @@ class FakeJira:
             return
         payload = self.issue_event("jira:issue_deleted", issue["key"])
         del self._issues[issue["key"]]
-        self._comments.pop(issue["key"], None)
+        for comment in self._comments.pop(issue["key"], []):
+            self._comment_properties.pop(comment["id"], None)
         if self.webhook_url:
             await self.deliver(payload)
 
@@ -383,20 +424,28 @@ class FakeJira:
         if found and self.strict:
             return _errors(400, [str(v) for v in found])
         failure = self._take_failure(request.path)
-        if failure is not None:
-            headers = {"Retry-After": f"{failure.retry_after:g}"} if failure.retry_after is not None else None
-            return web.json_response(
-                {"errorMessages": ["Injected by FakeJira.fail_next."], "errors": {}},
-                status=failure.status,
-                headers=headers,
-            )
+        if failure is not None and not failure.after_store:
+            return await self._injected(failure)
         if not authenticated:
             # Jira Cloud treats a request without credentials as anonymous (a private site then
             # answers 404 for issues); the fake refuses it outright so a missing header is loud.
             return _errors(401, [NOT_AUTHENTICATED_MESSAGE], headers={"WWW-Authenticate": 'Basic realm="Jira"'})
         response = await handler(request)
         self._check_answer(request, response)
+        if failure is not None:
+            return await self._injected(failure)  # the work is done; the caller hears otherwise
         return response
+
+    async def _injected(self, failure: _Failure) -> web.Response:
+        if failure.delay_s > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), failure.delay_s)
+        headers = {"Retry-After": f"{failure.retry_after:g}"} if failure.retry_after is not None else None
+        return web.json_response(
+            {"errorMessages": ["Injected by FakeJira.fail_next."], "errors": {}},
+            status=failure.status,
+            headers=headers,
+        )
 
     def _check_answer(self, request: web.Request, response: web.StreamResponse) -> None:
         body: Any = None
@@ -446,6 +495,9 @@ class FakeJira:
             return web.json_response(
                 {"errorMessages": [], "errors": {"comment": "Comment body is not valid!"}}, status=400
             )
+        properties = _entity_properties(payload.get("properties", []))
+        if properties is None:
+            return _errors(400, ["Properties must be a list of objects with a key (1-255 characters) and a value."])
         now = jira_time(self._clock())
         comment_id = str(next(self._comment_ids))
         comment: dict[str, Any] = {
@@ -461,12 +513,88 @@ class FakeJira:
         if isinstance(payload.get("visibility"), dict):
             comment["visibility"] = payload["visibility"]
         self._comments.setdefault(issue["key"], []).append(comment)
+        if properties:
+            self._comment_properties[comment_id] = properties
         if self.webhook_url and self._session is not None:
             # Jira sends webhooks after answering, not during the request.
             task = asyncio.create_task(self.deliver(self.comment_event(issue["key"], comment)))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return web.json_response(comment, status=201)
+        return web.json_response(self._rendered(comment, _expands(request)), status=201)
+
+    async def _get_comments(self, request: web.Request) -> web.Response:
+        """getComments: a PageOfComments, oldest first unless `orderBy=-created`."""
+        issue = self.issue(request.match_info["issueIdOrKey"])
+        if issue is None:
+            return _errors(404, [NOT_FOUND_MESSAGE])
+        order = request.query.get("orderBy", "created")
+        if order not in ("created", "+created", "-created"):
+            return _errors(400, [f"orderBy {order!r} is not supported; use created or -created."])
+        start_at = max(0, _int(request.query.get("startAt"), 0))
+        max_results = min(max(0, _int(request.query.get("maxResults"), 50)), self.comments_page_limit)
+        # Ordered by creation time; comments created in the same millisecond by id, as stored.
+        comments = sorted(self._comments.get(issue["key"], []), key=lambda c: c["created"])
+        if order == "-created":
+            comments.reverse()
+        expand = _expands(request)
+        if not self.comment_list_expands_properties:
+            expand.discard("properties")
+        page = comments[start_at : start_at + max_results]
+        return web.json_response(
+            {
+                "startAt": start_at,
+                "maxResults": max_results,
+                "total": len(comments),
+                "comments": [self._rendered(c, expand) for c in page],
+            }
+        )
+
+    async def _comments_by_ids(self, request: web.Request) -> web.Response:
+        """getCommentsByIds: a PageBeanComment of the comments (of any issue) with these ids."""
+        payload = _json_or_none(await request.read())
+        ids = payload.get("ids") if isinstance(payload, dict) else None
+        if not isinstance(ids, list) or not ids or len(ids) > 1000:
+            return _errors(400, ["Send between 1 and 1000 comment ids."])
+        wanted = {str(i) for i in ids}
+        expand = _expands(request)
+        found = sorted((c for c in self._all_comments() if c["id"] in wanted), key=lambda c: int(c["id"]))
+        return web.json_response(
+            {
+                "maxResults": 1000,
+                "startAt": 0,
+                "total": len(found),
+                "isLast": True,
+                "values": [self._rendered(c, expand) for c in found],
+            }
+        )
+
+    async def _comment_property_keys(self, request: web.Request) -> web.Response:
+        comment = self._comment_by_id(request.match_info["commentId"])
+        if comment is None:
+            return _errors(404, ["The comment was not found."])
+        keys = self._comment_properties.get(comment["id"], {})
+        return web.json_response({"keys": [{"self": f"{comment['self']}/properties/{k}", "key": k} for k in keys]})
+
+    async def _comment_property(self, request: web.Request) -> web.Response:
+        comment = self._comment_by_id(request.match_info["commentId"])
+        key = request.match_info["propertyKey"]
+        properties = self._comment_properties.get(comment["id"], {}) if comment else {}
+        if key not in properties:
+            return _errors(404, [f"The property with key '{key}' was not found."])
+        return web.json_response({"key": key, "value": properties[key]})
+
+    def _all_comments(self) -> list[dict[str, Any]]:
+        return [c for comments in self._comments.values() for c in comments]
+
+    def _comment_by_id(self, comment_id: str) -> dict[str, Any] | None:
+        return next((c for c in self._all_comments() if c["id"] == comment_id), None)
+
+    def _rendered(self, comment: dict[str, Any], expand: set[str]) -> dict[str, Any]:
+        """A stored Comment as Jira answers it: `properties` only when expanded."""
+        if "properties" not in expand:
+            return comment
+        properties = self._comment_properties.get(comment["id"], {})
+        return {**comment, "properties": [{"key": k, "value": v} for k, v in properties.items()]}
 
     async def _myself(self, _request: web.Request) -> web.Response:
         return web.json_response({**self.me, "locale": "en_US"})
@@ -550,6 +678,34 @@ def _json_or_none(raw: bytes) -> Any:
         return json.loads(raw) if raw else None
     except ValueError:
         return None
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+def _expands(request: web.Request) -> set[str]:
+    """The `expand` query parameter as a set of names (comma-separated, possibly repeated)."""
+    return {name.strip() for value in request.query.getall("expand", []) for name in value.split(",") if name.strip()}
+
+
+def _entity_properties(value: Any) -> dict[str, Any] | None:
+    """A create body's `properties` ([{key, value}]) as key -> value; None when malformed
+    (Jira requires both, and keys of at most 255 characters)."""
+    if not isinstance(value, list):
+        return None
+    properties: dict[str, Any] = {}
+    for item in value:
+        if not isinstance(item, dict) or "value" not in item:
+            return None
+        key = item.get("key")
+        if not isinstance(key, str) or not 0 < len(key) <= 255:
+            return None
+        properties[key] = item["value"]
+    return properties
 
 
 def _redact(authorization: str) -> str:

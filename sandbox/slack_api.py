@@ -11,6 +11,11 @@
 - Contract checks (`sandbox.contracts.slack`): every request it gets, every success answer and
   every event it sends is checked against Slack's published specs; problems are recorded in
   `violations` (or refused, in strict mode).
+- Failures are injected with `fail_next`, including the ambiguous kind: `after_store=True`
+  carries the call out (the message is stored, its event sent) and then answers the failure;
+  `delay_s` holds the answer back (longer than the client's timeout: the client times out).
+- Messages keep their Block Kit `blocks`, `block_id`s included, and conversations.replies
+  returns them, as Slack does.
 - `/sandbox/post_message` and `/sandbox/thread`: drive it over HTTP from a demo CLI.
 
 Example::
@@ -26,6 +31,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import hmac
@@ -50,6 +56,8 @@ log = logging.getLogger(__name__)
 #: Slack retries a delivery three times (https://api.slack.com/apis/events-api#retries).
 MAX_RETRIES = 3
 MAX_TEXT = 40_000
+#: Slack's limit on a block_id (https://api.slack.com/reference/block-kit/blocks).
+MAX_BLOCK_ID = 255
 
 
 @dataclass
@@ -83,6 +91,8 @@ class _Fault:
     error: str | None
     status: int
     retry_after: float | None
+    after_store: bool = False
+    delay_s: float = 0.0
 
 
 @dataclass
@@ -160,6 +170,7 @@ class FakeSlack:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._stopping = asyncio.Event()
         self._url: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -177,6 +188,7 @@ class FakeSlack:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve on host:port (0: a free port); returns `url`."""
+        self._stopping.clear()
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -186,6 +198,7 @@ class FakeSlack:
         return self._url
 
     async def stop(self) -> None:
+        self._stopping.set()  # answers held back by fail_next(delay_s=...) go out now
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -236,11 +249,18 @@ class FakeSlack:
         status: int = 200,
         retry_after: float | None = None,
         times: int = 1,
+        after_store: bool = False,
+        delay_s: float = 0.0,
     ) -> None:
         """Answer the next `times` calls of `api_method` with `{"ok": false, "error": error}` and
-        HTTP `status` (429 with `retry_after` is how Slack rate-limits; `error=None`: no body)."""
+        HTTP `status` (429 with `retry_after` is how Slack rate-limits; `error=None`: no body).
+
+        `after_store=True` carries the call out first (a message is stored, its event sent) and
+        answers the failure all the same: Slack failing after the work was done. `delay_s` holds
+        the answer back that long (until `stop()` at most); longer than the client's timeout,
+        the client times out, and with `after_store` that is "posted, but the answer never came"."""
         for _ in range(times):
-            self._faults[api_method].append(_Fault(error, status, retry_after))
+            self._faults[api_method].append(_Fault(error, status, retry_after, after_store, delay_s))
 
     def thread(self, channel: str, ts: str) -> list[dict[str, Any]]:
         """The thread's root and its replies, oldest first (copies)."""
@@ -367,19 +387,27 @@ class FakeSlack:
             return _slack_error("not_authed")
         if not hmac.compare_digest(str(token).encode(), self.bot_token.encode()):
             return _slack_error("invalid_auth")
-        if self._faults[method]:
-            fault = self._faults[method].popleft()
-            headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
-            if fault.error is None:
-                return web.Response(status=fault.status, headers=headers)
-            return _slack_error(fault.error, status=fault.status, headers=headers)
+        fault = self._faults[method].popleft() if self._faults[method] else None
+        if fault is not None and not fault.after_store:
+            return await self._injected(fault)
         try:
             answer = handler(params)
         except _SlackError as exc:
-            return _slack_error(exc.code)
+            return await self._injected(fault) if fault is not None else _slack_error(exc.code)
         if self.web_contract:
             self.violations.extend(self.web_contract.check_response(method, answer, http_method=request.method))
+        if fault is not None:
+            return await self._injected(fault)  # the work is done; the caller hears otherwise
         return web.json_response(answer)
+
+    async def _injected(self, fault: _Fault) -> web.Response:
+        if fault.delay_s > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), fault.delay_s)
+        headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
+        if fault.error is None:
+            return web.Response(status=fault.status, headers=headers)
+        return _slack_error(fault.error, status=fault.status, headers=headers)
 
     def _handlers(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         return {
@@ -667,6 +695,13 @@ def _blocks(value: Any) -> list[dict[str, Any]] | None:
         except ValueError:
             raise _SlackError("invalid_blocks") from None
     if not isinstance(value, list) or not all(isinstance(b, dict) and isinstance(b.get("type"), str) for b in value):
+        raise _SlackError("invalid_blocks")
+    # Slack keeps a block_id it is given (and returns it with the message): a string of at most
+    # 255 characters, unique within the message.
+    block_ids = [b["block_id"] for b in value if "block_id" in b]
+    if len(set(map(str, block_ids))) != len(block_ids) or not all(
+        isinstance(i, str) and 0 < len(i) <= MAX_BLOCK_ID for i in block_ids
+    ):
         raise _SlackError("invalid_blocks")
     return value
 

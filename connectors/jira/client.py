@@ -1,18 +1,28 @@
-"""A small async client for the Jira Cloud REST API v3: the two calls threadlink needs.
+"""A small async client for the Jira Cloud REST API v3: the calls threadlink needs.
 
 HTTP status becomes a ConnectorError in one place (`connectors.errors.classify_response`);
-messages name the call and the status, never the token or the response body.
+messages name the call and the status, never the token or the response body. Whether a failed
+call may still have been carried out by Jira is decided in one place too (`outcome_unknown`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from connectors.errors import FatalError, NotFoundError, classify_response, classify_transport_error
+from connectors.errors import (
+    BackpressureError,
+    ConnectorError,
+    FatalError,
+    NotFoundError,
+    RetriableError,
+    classify_response,
+    classify_transport_error,
+)
 from connectors.jira.config import JiraConfig
 
 #: The fields of an issue that a TicketRecord is made of (see mapping.ticket_from_issue).
@@ -23,8 +33,27 @@ ISSUE_FIELDS = "summary,status,assignee,priority,project,updated"
 _ISSUE_KEY = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*-\d+|\d+)$")
 
 
+#: Comments asked for per page when listing an issue's comments (Jira may answer fewer).
+COMMENT_PAGE_SIZE = 100
+
+# Transport failures raised before any byte of the request is sent: Jira cannot have acted.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
 def is_issue_key(value: str) -> bool:
     return bool(_ISSUE_KEY.match(value))
+
+
+def outcome_unknown(error: ConnectorError) -> bool:
+    """Whether a call that failed with `error` may nevertheless have been carried out by Jira:
+    a 5xx (Jira may fail after storing), or a transport failure once the request could have
+    left (a read timeout, a dropped connection). A 4xx, a 429 and a refused connection mean
+    it was not; so does anything that is not retriable."""
+    if not isinstance(error, RetriableError) or isinstance(error, BackpressureError):
+        return False
+    if error.status is not None:
+        return error.status >= 500
+    return not isinstance(error.__cause__, _NEVER_SENT)
 
 
 class JiraClient:
@@ -53,15 +82,72 @@ class JiraClient:
             "GET", f"/rest/api/3/issue/{quote(key, safe='')}", what, params={"fields": ISSUE_FIELDS}
         )
 
-    async def add_comment(self, key: str, body_adf: dict[str, Any]) -> dict[str, Any]:
+    async def add_comment(
+        self, key: str, body_adf: dict[str, Any], *, properties: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Add a comment; `body_adf` is an Atlassian Document Format doc (v3 accepts nothing else).
-        Returns Jira's Comment (with its `id`)."""
+        `properties` become the comment's entity properties (key -> JSON value), stored with it
+        in the same request. Returns Jira's Comment (with its `id`)."""
         what = "jira POST comment"
         if not is_issue_key(key):
             raise NotFoundError(f"{what}: {key!r} is not a Jira issue key")
-        return await self._call(
-            "POST", f"/rest/api/3/issue/{quote(key, safe='')}/comment", what, json={"body": body_adf}
+        payload: dict[str, Any] = {"body": body_adf}
+        if properties:
+            payload["properties"] = [{"key": k, "value": v} for k, v in properties.items()]
+        return await self._call("POST", f"/rest/api/3/issue/{quote(key, safe='')}/comment", what, json=payload)
+
+    async def recent_comments(self, key: str, *, limit: int) -> AsyncGenerator[dict[str, Any], None]:
+        """The issue's comments, newest first, each with its entity properties (`properties`:
+        a list of {key, value}); at most `limit` of them. Pages through `startAt`/`maxResults`.
+
+        Newest first, so comments added while paging push older ones to later pages (seen twice
+        at worst, never skipped). The spec documents the `properties` expand on `POST
+        /rest/api/3/comment/list` only; when the listing leaves it out, that call fills it in.
+        Close the generator when leaving early (`contextlib.aclosing`)."""
+        what = "jira GET comments"
+        if not is_issue_key(key):
+            raise NotFoundError(f"{what}: {key!r} is not a Jira issue key")
+        start_at = 0
+        while start_at < limit:
+            page = await self._call(
+                "GET",
+                f"/rest/api/3/issue/{quote(key, safe='')}/comment",
+                what,
+                params={
+                    "startAt": start_at,
+                    "maxResults": min(COMMENT_PAGE_SIZE, limit - start_at),
+                    "orderBy": "-created",
+                    "expand": "properties",
+                },
+            )
+            items = page.get("comments")
+            if not isinstance(items, list) or not items:
+                return
+            comments = [c for c in items if isinstance(c, dict)]
+            if any("properties" not in c for c in comments):
+                comments = await self._with_properties(comments)
+            for comment in comments[: limit - start_at]:
+                yield comment
+            start_at += len(items)
+            total = page.get("total")
+            if isinstance(total, int) and start_at >= total:
+                return
+
+    async def _with_properties(self, comments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The same comments as `POST /rest/api/3/comment/list?expand=properties` returns them."""
+        ids = sorted({int(c["id"]) for c in comments if str(c.get("id", "")).isdigit()})
+        if not ids:
+            return comments
+        page = await self._call(
+            "POST",
+            "/rest/api/3/comment/list",
+            "jira POST comment/list",
+            params={"expand": "properties"},
+            json={"ids": ids},
         )
+        values = page.get("values")
+        by_id = {str(c.get("id")): c for c in values if isinstance(c, dict)} if isinstance(values, list) else {}
+        return [by_id.get(str(c.get("id")), c) for c in comments]
 
     async def myself(self) -> dict[str, Any]:
         """The account the credentials belong to: a cheap check that they work."""

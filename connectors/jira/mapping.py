@@ -11,14 +11,15 @@ from typing import Any
 
 from connectors.errors import SkippableError
 from connectors.jira.config import JiraConfig, Visibility
+from schemas.envelope import VISIBILITY_RANK
 from schemas.records import RecordRef, TicketComment, TicketRecord
 from schemas.social import ThreadRef
 
 # Jira Cloud refuses comments longer than 32767 characters; leave room for the link.
 MAX_TEXT_CHARS = 30_000
 
-_PLATFORM_LABELS = {"slack": "Slack", "matrix": "Matrix", "teams": "Microsoft Teams", "discord": "Discord"}
-_STRICTNESS: dict[str, int] = {"public": 0, "internal": 1, "restricted": 2}
+#: Key of the comment entity property that tags a back-link with the command that posted it.
+BACKLINK_PROPERTY = "threadlink"
 
 
 def parse_jira_time(value: Any) -> datetime | None:
@@ -41,7 +42,7 @@ def project_of_key(key: str) -> str | None:
 
 
 def stricter(a: Visibility, b: Visibility) -> Visibility:
-    return a if _STRICTNESS[a] >= _STRICTNESS[b] else b
+    return a if VISIBILITY_RANK[a] >= VISIBILITY_RANK[b] else b
 
 
 def _name(value: Any, attribute: str) -> str | None:
@@ -129,12 +130,6 @@ def comment_visibility(comment: Mapping[str, Any], project_visibility: Visibilit
     return project_visibility
 
 
-def platform_label(platform: str) -> str:
-    """`slack`, `slack-eu` -> `Slack`; an unknown connector name is shown as it is."""
-    base = platform.replace("_", "-").split("-")[0].lower()
-    return _PLATFORM_LABELS.get(base, platform)
-
-
 def _text(text: str, href: str | None = None) -> dict[str, Any]:
     node: dict[str, Any] = {"type": "text", "text": text}
     if href:
@@ -157,7 +152,7 @@ def backlink_adf(thread: ThreadRef, *, permalink: str | None = None, text: str =
     """The ADF body of a back-link comment: `text` (the command's words; by default "Discussed
     in Slack thread") followed by the permalink as a link, or by the thread's id when there is
     no http(s) permalink. ADF text nodes must not be empty, so blank lines become breaks."""
-    intro = text.strip() or f"Discussed in {platform_label(thread.platform)} thread"
+    intro = text.strip() or f"Discussed in a {thread.platform} thread"
     if len(intro) > MAX_TEXT_CHARS:
         intro = intro[: MAX_TEXT_CHARS - 1] + "…"
     content = _lines(intro + " ")
@@ -166,3 +161,23 @@ def backlink_adf(thread: ThreadRef, *, permalink: str | None = None, text: str =
     else:
         content.append(_text(thread.id))
     return {"type": "doc", "version": 1, "content": [{"type": "paragraph", "content": content}]}
+
+
+def backlink_property(command_id: str) -> dict[str, Any]:
+    """The entity properties of a back-link comment (key -> value): the id of the command that
+    posts it, so a retry after an answer that got lost can find it instead of posting again."""
+    return {BACKLINK_PROPERTY: {"command_id": command_id}}
+
+
+def backlink_command_id(comment: Any) -> str | None:
+    """The command id a comment was tagged with by `backlink_property`, read from a Comment
+    listed with its properties (`[{key, value}]`); None for any other comment."""
+    properties = comment.get("properties") if isinstance(comment, Mapping) else None
+    if not isinstance(properties, list):
+        return None
+    for prop in properties:
+        if isinstance(prop, Mapping) and prop.get("key") == BACKLINK_PROPERTY:
+            value = prop.get("value")
+            command_id = value.get("command_id") if isinstance(value, Mapping) else None
+            return command_id if isinstance(command_id, str) else None
+    return None

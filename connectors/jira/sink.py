@@ -2,29 +2,58 @@
 
 from __future__ import annotations
 
+import logging
+from contextlib import aclosing
 from typing import Any
 
 from connectors.base import ConnectorContext, Sink
-from connectors.errors import FatalError, NotFoundError, SkippableError
-from connectors.jira.client import JiraClient
+from connectors.errors import FatalError, NotFoundError, RetriableError, SkippableError
+from connectors.jira.client import JiraClient, outcome_unknown
 from connectors.jira.config import JiraConfig, Visibility
-from connectors.jira.mapping import backlink_adf, project_of_key, ticket_from_issue
+from connectors.jira.mapping import (
+    backlink_adf,
+    backlink_command_id,
+    backlink_property,
+    project_of_key,
+    ticket_from_issue,
+)
+from connectors.runtime.dedup import RecentIds
 from schemas import events
 from schemas.commands import AddComment, Command, FetchRecord
 from schemas.envelope import Envelope
 from schemas.records import RecordEvent, RecordMissing, RecordRef, TicketRecord
+
+log = logging.getLogger(__name__)
 
 
 class JiraSink(Sink):
     """Lifecycle: the runtime calls `execute` for one command at a time after `start()`, and
     `stop()` once at the end, which closes the HTTP client. Errors follow connectors.errors:
     429/5xx/timeouts are retried by the runtime, 401/403 are fatal, a missing issue is an
-    answer (RecordMissing), not a failure."""
+    answer (RecordMissing), not a failure.
+
+    Back-link comments are posted once even when an attempt fails ambiguously (a 5xx or a
+    timeout after Jira may have stored the comment) and the runtime retries the command: each
+    comment carries its command id as an entity property, and before posting a command whose
+    last attempt ended that way again, the sink looks for a comment with that id among the
+    issue's newest `recovery_scan_limit` comments and answers with it (`"recovered": True`).
+    Those command ids are remembered in memory, at most `unsure_limit` of them (oldest go first);
+    a restart forgets them. The first attempt of a command posts without looking.
+    """
+
+    #: How many of an issue's newest comments are searched for a back-link whose posting ended
+    #: ambiguously. Past that, the comment is posted again: a double is better than a loss.
+    recovery_scan_limit = 1000
+    #: How many command ids whose posting ended ambiguously are remembered.
+    unsure_limit = 10_000
+    #: How long they are remembered: well past the runtime's retries, for dead-letter replays.
+    unsure_ttl_s = 7 * 24 * 3600.0
 
     def __init__(self, config: JiraConfig, ctx: ConnectorContext, client: JiraClient | None = None) -> None:
         self.config = config
         self.ctx = ctx
         self.client = client or JiraClient(config)
+        self._unsure = RecentIds(max_items=self.unsure_limit, ttl_s=self.unsure_ttl_s)
 
     async def stop(self) -> None:
         await self.client.aclose()
@@ -64,12 +93,31 @@ class JiraSink(Sink):
         self._check_system(command.record)
         if not self.config.comment_backlinks:
             return {"skipped": "comment_backlinks disabled"}
+        key, command_id = command.record.key, command.command_id
+        if self._unsure.seen(command_id):
+            found = await self._find_backlink(key, command_id)
+            if found is not None:
+                log.info("jira: back-link %s for %s was stored despite the failed attempt", found, command_id)
+                return {"comment_id": found, "recovered": True}
         body = backlink_adf(command.thread, permalink=command.permalink, text=command.body)
-        comment = await self.client.add_comment(command.record.key, body)
+        try:
+            comment = await self.client.add_comment(key, body, properties=backlink_property(command_id))
+        except RetriableError as exc:
+            if outcome_unknown(exc):
+                self._unsure.remember(command_id)
+            raise
         comment_id = comment.get("id")
         if comment_id in (None, ""):
             raise FatalError("jira POST comment: answer without a comment id")
         return {"comment_id": str(comment_id)}
+
+    async def _find_backlink(self, key: str, command_id: str) -> str | None:
+        """The id of the comment on `key` tagged with `command_id`, among its newest ones."""
+        async with aclosing(self.client.recent_comments(key, limit=self.recovery_scan_limit)) as comments:
+            async for comment in comments:
+                if backlink_command_id(comment) == command_id and comment.get("id") not in (None, ""):
+                    return str(comment["id"])
+        return None
 
     async def _publish(
         self,

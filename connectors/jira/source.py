@@ -19,7 +19,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from connectors.base import ConnectorContext, Unauthorized, WebhookRequest, WebhookResponse, WebhookSource
+from connectors.base import ConnectorContext, Unauthorized, WebhookRequest, WebhookResponse, WebhookSource, header_value
 from connectors.errors import SkippableError
 from connectors.jira.config import JiraConfig
 from connectors.jira.mapping import (
@@ -62,15 +62,6 @@ def signature_problem(body: bytes, secret: str, header: str | None) -> str | Non
     return None
 
 
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """Case-insensitive lookup, also on a plain dict."""
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lowered = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == lowered), None)
-
-
 class JiraWebhookSource(WebhookSource):
     """Served at `/webhooks/<connector name>`; register that URL as a Jira admin webhook with
     the events `jira:issue_created`, `jira:issue_updated`, `jira:issue_deleted`, `comment_created`."""
@@ -83,7 +74,7 @@ class JiraWebhookSource(WebhookSource):
 
     def verify(self, request: WebhookRequest) -> None:
         problem = signature_problem(
-            request.body, self.config.webhook_secret.get_secret_value(), header(request.headers, SIGNATURE_HEADER)
+            request.body, self.config.webhook_secret.get_secret_value(), header_value(request.headers, SIGNATURE_HEADER)
         )
         if problem:
             raise Unauthorized(problem)
@@ -155,7 +146,7 @@ class JiraWebhookSource(WebhookSource):
     def _event_id(self, payload: Mapping[str, Any], event: str, request: WebhookRequest) -> str:
         """Jira's delivery identifier (the same on every retry); without it, what identifies
         the event in the payload, so a redelivered body still gets the same id."""
-        delivery = header(request.headers, DELIVERY_HEADER)
+        delivery = header_value(request.headers, DELIVERY_HEADER)
         if delivery:
             return f"{self.ctx.name}:{delivery.strip()}"
         issue = payload.get("issue")

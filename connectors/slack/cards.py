@@ -3,16 +3,27 @@ plain-text fallback Slack shows in notifications and to clients without blocks.
 
     *<https://acme.atlassian.net/browse/PROJ-1|PROJ-1>* Login fails on Safari
     Status: In Progress    Assignee: Ada    Priority: High
+
+A posted card's first block carries `block_id = "tl-" + command_id` (`card_block_id`).
+chat.postMessage has no idempotency key, but Slack keeps a block_id it is given and returns it
+with the message, so a retry whose earlier attempt may have posted the card can find it in the
+thread (`is_card_of`) instead of posting a second one.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 from schemas.records import TicketRecord
 
 #: Slack's limit on a section's text is 3000 characters; a title never needs that many.
 MAX_TITLE = 200
+#: What every card tag starts with.
+BLOCK_ID_PREFIX = "tl-"
+#: Slack's limit on a block_id (https://api.slack.com/reference/block-kit/blocks).
+MAX_BLOCK_ID = 255
 
 
 def escape(text: str) -> str:
@@ -31,14 +42,34 @@ def card_text(record: TicketRecord) -> str:
     return escape(f"{record.ref.key}: {_title(record)}{status}")
 
 
-def card_blocks(record: TicketRecord) -> list[dict[str, Any]]:
+def card_block_id(command_id: str) -> str:
+    """The tag of the card `command_id` posts: `tl-<command_id>`, or `tl-sha256-<hex of the id>`
+    when that would be longer than Slack allows. Same id, same tag: a retry can look for it."""
+    block_id = BLOCK_ID_PREFIX + command_id
+    if len(block_id) <= MAX_BLOCK_ID:
+        return block_id
+    return f"{BLOCK_ID_PREFIX}sha256-{hashlib.sha256(command_id.encode()).hexdigest()}"
+
+
+def is_card_of(message: Mapping[str, Any], command_id: str) -> bool:
+    """Whether a message, as Slack returns it (e.g. from conversations.replies), is the card
+    that `command_id` posted: its first block carries the command's tag. Who posted it is for
+    the caller to check."""
+    blocks = message.get("blocks")
+    if not isinstance(blocks, list) or not blocks or not isinstance(blocks[0], dict):
+        return False
+    return blocks[0].get("block_id") == card_block_id(command_id)
+
+
+def card_blocks(record: TicketRecord, command_id: str | None = None) -> list[dict[str, Any]]:
+    """The card's blocks; tagged with `command_id` (see `card_block_id`) when one is given."""
     key = escape(record.ref.key)
     # A `|` would end the link's address early; such a URL is left out rather than mangled.
     heading = f"*<{escape(record.url)}|{key}>*" if record.url and "|" not in record.url else f"*{key}*"
-    section: dict[str, Any] = {
-        "type": "section",
-        "text": {"type": "mrkdwn", "text": f"{heading} {escape(_title(record))}"},
-    }
+    section: dict[str, Any] = {"type": "section"}
+    if command_id is not None:
+        section["block_id"] = card_block_id(command_id)
+    section["text"] = {"type": "mrkdwn", "text": f"{heading} {escape(_title(record))}"}
     fields = [
         {"type": "mrkdwn", "text": f"*{label}*\n{escape(value)}"}
         for label, value in (
@@ -52,6 +83,7 @@ def card_blocks(record: TicketRecord) -> list[dict[str, Any]]:
     return [section]
 
 
-def render_card(record: TicketRecord) -> tuple[str, list[dict[str, Any]]]:
-    """(fallback text, blocks) for chat.postMessage / chat.update."""
-    return card_text(record), card_blocks(record)
+def render_card(record: TicketRecord, command_id: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """(fallback text, blocks) for chat.postMessage (tagged with the PostCard's `command_id`) and
+    chat.update (untagged: an update is safe to repeat, and the card is found by its ts)."""
+    return card_text(record), card_blocks(record, command_id)

@@ -1,7 +1,8 @@
-"""A small async client for the Slack Web API: the three methods threadlink calls.
+"""A small async client for the Slack Web API: the four methods threadlink calls.
 
-Requests are form-encoded, as the Web API spec's `formData` parameters describe (`blocks` is a
-JSON string); the token travels in the Authorization header, never in a URL or a body.
+Requests are form-encoded POSTs, as the Web API spec's `formData` parameters describe (`blocks`
+is a JSON string); conversations.replies is a GET with query parameters, the one verb the spec
+documents for it. The token travels in the Authorization header, never in a URL or a body.
 
 Every answer becomes a ConnectorError in one place (`raise_for_slack`): HTTP status through
 `connectors.errors.classify_response`, then Slack's own `{"ok": false, "error": ...}` codes.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -50,6 +51,8 @@ SKIPPABLE = frozenset(
 )
 #: Slack's own transient failures ("likely due to a transient issue on our end"): worth another try.
 TRANSIENT = frozenset({"internal_error", "service_unavailable"})
+#: Transport failures before the request left: Slack cannot have acted on it.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 # Slack's error codes are short snake_case words; anything else is not echoed into messages.
 _ERROR_CODE = re.compile(r"^[a-z0-9_.]{1,64}$")
@@ -85,6 +88,31 @@ def raise_for_slack(response: httpx.Response, *, method: str) -> dict[str, Any]:
         raise SkippableError(message, status=status)
     # FATAL, and every code we do not know: retrying the same call will not change Slack's mind.
     raise FatalError(message, status=status)
+
+
+class PostedWithoutTs(FatalError):
+    """chat.postMessage answered `ok` without a `ts`: the message is most likely posted, but
+    there is no id to record. Retrying would post it again, so this is fatal, and its outcome
+    unknown (`outcome_unknown`)."""
+
+
+def outcome_unknown(error: BaseException) -> bool:
+    """Whether a call that failed with `error` may nevertheless have been carried out by Slack,
+    so that doing it again could do it twice (chat.postMessage has no idempotency key).
+
+    Yes for a transport failure once the request could have left (a read timeout, a dropped
+    connection), an HTTP 5xx, Slack's transient ok:false codes (`internal_error`: "it's
+    possible some aspect of the operation succeeded") and an ok answer without `ts`. No for
+    what Slack refused (429/ratelimited, 4xx, other ok:false codes) or never received.
+    """
+    if isinstance(error, PostedWithoutTs):
+        return True
+    if not isinstance(error, RetriableError) or isinstance(error, BackpressureError):
+        return False
+    if error.status is not None:
+        # A retriable 2xx is one of the TRANSIENT ok:false codes; 408 means it was not processed.
+        return error.status >= 500 or 200 <= error.status < 300
+    return not isinstance(error.__cause__, _NEVER_SENT)
 
 
 class SlackClient:
@@ -137,7 +165,15 @@ class SlackClient:
             params["blocks"] = blocks
         if thread_ts is not None:
             params["thread_ts"] = thread_ts
-        return await self.call("chat.postMessage", params)
+        answer = await self.call("chat.postMessage", params)
+        if not isinstance(answer.get("ts"), str) or not answer["ts"]:
+            raise PostedWithoutTs(
+                "slack chat.postMessage: Slack answered ok but without the message's ts, so the message "
+                "is probably posted but cannot be recorded; not retried. Look in the thread before "
+                "replaying this command.",
+                status=200,
+            )
+        return answer
 
     async def update_message(
         self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None
@@ -148,11 +184,27 @@ class SlackClient:
             params["blocks"] = blocks
         return await self.call("chat.update", params)
 
-    async def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        """POST one Web API method with form-encoded `params` (lists/dicts become JSON strings,
-        booleans `true`/`false`, as the Web API expects)."""
+    async def conversation_replies(
+        self, channel: str, ts: str, *, limit: int = 200, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """conversations.replies: one page of the thread whose root is `ts`, oldest first
+        (`messages`; the next page's cursor in `response_metadata.next_cursor`). Needs the
+        channels:history scope (groups:, im:, mpim:history for private conversations)."""
+        params: dict[str, Any] = {"channel": channel, "ts": ts, "limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        return await self.call("conversations.replies", params, http_method="GET")
+
+    async def call(
+        self, method: str, params: dict[str, Any], *, http_method: Literal["GET", "POST"] = "POST"
+    ) -> dict[str, Any]:
+        """Call one Web API method: `params` form-encoded in a POST body, or as a GET's query
+        (lists/dicts become JSON strings, booleans `true`/`false`, as the Web API expects)."""
         try:
-            response = await self._client().post(method, data=_form(params))
+            if http_method == "GET":
+                response = await self._client().get(method, params=_form(params))
+            else:
+                response = await self._client().post(method, data=_form(params))
         except httpx.TransportError as exc:
             raise classify_transport_error(exc, what=f"slack {method}") from exc
         try:

@@ -17,7 +17,9 @@ class SlackConfig(BaseModel):
 
     Point the app's Event Subscriptions Request URL at `/webhooks/<connector name>/events`
     and subscribe to the bot events message.channels, message.groups (and message.im,
-    message.mpim if wanted); the bot needs the chat:write scope to post cards.
+    message.mpim if wanted); the bot needs the chat:write scope to post cards, and
+    channels:history (groups:history for private channels) to find a card a timed-out post
+    may have left, instead of posting it twice.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -29,7 +31,8 @@ class SlackConfig(BaseModel):
         )
     )
     bot_token: SecretStr = Field(
-        description="The Bot User OAuth Token (xoxb-...) from OAuth & Permissions; needs the chat:write scope."
+        description="The Bot User OAuth Token (xoxb-...) from OAuth & Permissions; needs the chat:write scope, "
+        "and channels:history (groups:history for private channels) so a retried card is not posted twice."
     )
     api_base_url: str = Field(
         default="https://slack.com/api",

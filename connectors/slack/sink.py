@@ -2,26 +2,52 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from connectors.base import Sink
-from connectors.errors import SkippableError
-from connectors.slack.cards import render_card
-from connectors.slack.client import SlackClient
+from connectors.errors import ConnectorError, RetriableError, SkippableError
+from connectors.runtime.dedup import RecentIds
+from connectors.slack.cards import is_card_of, render_card
+from connectors.slack.client import SlackClient, outcome_unknown
 from connectors.slack.mapping import SlackIdentity
 from schemas.commands import Command, PostCard, UpdateCard
 from schemas.envelope import Envelope
+
+log = logging.getLogger(__name__)
 
 
 class SlackSink(Sink):
     """PostCard -> chat.postMessage into the thread; UpdateCard -> chat.update of the card.
 
-    The runtime's ledger makes a redelivered command a no-op, so no duplicate check here.
+    Lifecycle: the runtime calls `start()` once, then `execute` for one command at a time,
+    and `stop()` once at the end, which closes the Web API client.
+
+    The runtime's ledger makes a redelivered command a no-op once it succeeded. It cannot see
+    an attempt that failed after Slack may have posted the card (a timeout, a 5xx:
+    `client.outcome_unknown`), which the runtime retries with the same command; and
+    chat.postMessage has no idempotency key. So every card's first block carries its command
+    id (`cards.card_block_id`), the ids of such attempts are remembered in memory (at most
+    `unsure_limit`, oldest go first), and before posting one of them again the sink looks for
+    its card, posted by threadlink, in the thread (conversations.replies) and answers with it
+    (`{"channel", "ts", "recovered": True}`). The memory is per process: a command another
+    instance retries is posted again.
     """
+
+    #: How many of a thread's messages (oldest first, `replies_page` a call) are searched for a
+    #: card whose posting ended ambiguously. Past that, the card is posted again: a double is
+    #: better than a loss.
+    recovery_scan_limit = 1000
+    replies_page = 200  # Slack suggests no more than 200 a page
+    #: How many command ids whose posting ended ambiguously are remembered.
+    unsure_limit = 10_000
+    #: How long they are remembered: well past the runtime's retries, for dead-letter replays.
+    unsure_ttl_s = 7 * 24 * 3600.0
 
     def __init__(self, client: SlackClient, identity: SlackIdentity) -> None:
         self._client = client
         self._identity = identity
+        self._unsure = RecentIds(max_items=self.unsure_limit, ttl_s=self.unsure_ttl_s)
 
     async def start(self) -> None:
         """Learn threadlink's own ids with auth.test when they are not configured; a bad token
@@ -33,11 +59,7 @@ class SlackSink(Sink):
 
     async def execute(self, command: Command, envelope: Envelope[Command]) -> dict[str, Any]:
         if isinstance(command, PostCard):
-            text, blocks = render_card(command.record)
-            answer = await self._client.post_message(
-                command.thread.channel, text, blocks, thread_ts=command.thread.thread_id, unfurl_links=False
-            )
-            return {"channel": answer.get("channel", command.thread.channel), "ts": answer["ts"]}
+            return await self._post_card(command)
         if isinstance(command, UpdateCard):
             if not command.card_message_id:
                 raise SkippableError("slack update_card: no card_message_id, so no card to update")
@@ -48,3 +70,72 @@ class SlackSink(Sink):
                 "ts": answer.get("ts", command.card_message_id),
             }
         raise SkippableError(f"slack cannot {command.kind}")
+
+    async def _post_card(self, command: PostCard) -> dict[str, Any]:
+        channel, thread_ts = command.thread.channel, command.thread.thread_id
+        if self._unsure.seen(command.command_id):
+            found = await self._posted_card(command)
+            if found is not None:
+                return found
+        text, blocks = render_card(command.record, command.command_id)
+        try:
+            answer = await self._client.post_message(channel, text, blocks, thread_ts=thread_ts, unfurl_links=False)
+        except ConnectorError as exc:
+            if outcome_unknown(exc):
+                self._unsure.remember(command.command_id)
+            raise
+        return {"channel": answer.get("channel", channel), "ts": answer["ts"]}
+
+    async def _posted_card(self, command: PostCard) -> dict[str, Any] | None:
+        """The card an earlier attempt of `command` posted, if the thread holds it.
+
+        A retriable failure of the lookup is raised: the command stays remembered, and the
+        next attempt looks again. One Slack refuses for good (missing_scope without
+        channels:history, ...) is logged and the card posted: a double is better than a loss."""
+        channel, thread_ts = command.thread.channel, command.thread.thread_id
+        cursor: str | None = None
+        seen = 0
+        try:
+            for _page in range(-(-self.recovery_scan_limit // self.replies_page)):
+                page = await self._client.conversation_replies(
+                    channel, thread_ts, limit=self.replies_page, cursor=cursor
+                )
+                messages = page.get("messages")
+                for message in messages if isinstance(messages, list) else []:
+                    if self._is_own_card(message, command):
+                        log.info(
+                            "slack: card %s for %s was posted despite the failed attempt",
+                            message["ts"],
+                            command.command_id,
+                        )
+                        return {"channel": channel, "ts": message["ts"], "recovered": True}
+                    seen += 1
+                metadata = page.get("response_metadata")
+                cursor = metadata.get("next_cursor") if isinstance(metadata, dict) else None
+                if not isinstance(cursor, str) or not cursor:
+                    return None
+        except RetriableError:
+            raise
+        except ConnectorError as exc:
+            log.warning(
+                "slack: cannot look for the card of %s that a failed attempt may have posted (%s); posting it, "
+                "perhaps twice. The lookup needs the channels:history scope (groups:history for private channels).",
+                command.command_id,
+                exc,
+            )
+            return None
+        log.warning(
+            "slack: no card of %s among the first %d messages of its thread; posting it", command.command_id, seen
+        )
+        return None
+
+    def _is_own_card(self, message: Any, command: PostCard) -> bool:
+        """The command's card, posted by threadlink (another app could copy the tag)."""
+        if not isinstance(message, dict) or not isinstance(message.get("ts"), str):
+            return False
+        user, bot_id = message.get("user"), message.get("bot_id")
+        return is_card_of(message, command.command_id) and self._identity.is_self(
+            user=user if isinstance(user, str) else None,
+            bot_id=bot_id if isinstance(bot_id, str) else None,
+            app_id=None,
+        )

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-from connectors.base import ConnectorContext, Unauthorized, WebhookRequest, WebhookResponse, WebhookSource
+from connectors.base import ConnectorContext, Unauthorized, WebhookRequest, WebhookResponse, WebhookSource, header_value
 from connectors.errors import SkippableError
 from connectors.runtime.dedup import RecentIds
 from connectors.slack.client import SlackClient
@@ -49,15 +49,6 @@ def signed_headers(signing_secret: str | bytes, body: bytes, *, timestamp: int |
     return {TIMESTAMP_HEADER: ts, SIGNATURE_HEADER: slack_signature(signing_secret, ts, body)}
 
 
-def header(headers: Mapping[str, str], name: str) -> str | None:
-    """Case-insensitive lookup that also works on a plain dict."""
-    value = headers.get(name)
-    if value is None:
-        lowered = name.lower()
-        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
-    return value
-
-
 def verify_signature(
     signing_secret: str | bytes,
     headers: Mapping[str, str],
@@ -68,8 +59,8 @@ def verify_signature(
 ) -> None:
     """Raise Unauthorized (with a reason that never holds the secret) unless `body` was signed
     by Slack within `max_age_s` of `now`."""
-    timestamp = header(headers, TIMESTAMP_HEADER)
-    signature = header(headers, SIGNATURE_HEADER)
+    timestamp = header_value(headers, TIMESTAMP_HEADER)
+    signature = header_value(headers, SIGNATURE_HEADER)
     if not timestamp:
         raise Unauthorized(f"missing {TIMESTAMP_HEADER}")
     if not signature:
@@ -153,7 +144,7 @@ class SlackEventsSource(WebhookSource):
         event_id = payload.get("event_id")
         if not isinstance(event_id, str) or not event_id:
             raise SkippableError("slack event_callback without event_id")
-        retry = header(request.headers, RETRY_NUM_HEADER)
+        retry = header_value(request.headers, RETRY_NUM_HEADER)
         if self._recent.seen(event_id):
             log.debug("slack event %s redelivered (retry %s): already published", event_id, retry)
             return WebhookResponse()

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import shutil
 import subprocess
 import sys
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,11 +61,6 @@ def cluster() -> Iterator[object]:
         pytest.fail(f"could not start the 3-node cluster: {exc}")
     yield kafka
     kafka.wipe()
-    # kafka-python leaves the sockets of connection attempts to the killed broker for the GC;
-    # collect them here, so the warning is not blamed on whichever test runs next.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
 
 
 def message(n: int) -> Envelope[SocialMessage]:

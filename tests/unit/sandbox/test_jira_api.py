@@ -150,6 +150,103 @@ async def test_comment_is_stored_and_answered_as_a_spec_comment(jira: FakeJira, 
     assert jira.violations == []
 
 
+async def test_comment_properties_are_kept_and_shown_when_expanded(jira: FakeJira, http: httpx.AsyncClient) -> None:
+    await jira.put_issue("OPS-1", "Checkout is down")
+    tag = {"key": "threadlink", "value": {"command_id": "add_comment-1"}}
+    created = await http.post(
+        "/rest/api/3/issue/OPS-1/comment", json={"body": VALID_ADF, "properties": [tag]}, headers=basic()
+    )
+    assert created.status_code == 201
+    comment_id = created.json()["id"]
+    assert "properties" not in created.json()  # like Jira: only when expanded
+    assert jira.comment_properties(comment_id) == {"threadlink": {"command_id": "add_comment-1"}}
+
+    listed = await http.get("/rest/api/3/issue/OPS-1/comment", params={"expand": "properties"}, headers=basic())
+    assert listed.json()["comments"][0]["properties"] == [tag]
+    plain = await http.get("/rest/api/3/issue/OPS-1/comment", headers=basic())
+    assert "properties" not in plain.json()["comments"][0]
+    keys = await http.get(f"/rest/api/3/comment/{comment_id}/properties", headers=basic())
+    assert [k["key"] for k in keys.json()["keys"]] == ["threadlink"]
+    one = await http.get(f"/rest/api/3/comment/{comment_id}/properties/threadlink", headers=basic())
+    assert one.json() == tag
+    missing = await http.get(f"/rest/api/3/comment/{comment_id}/properties/other", headers=basic())
+    assert missing.status_code == 404
+    by_id = await http.post(
+        "/rest/api/3/comment/list", params={"expand": "properties"}, json={"ids": [int(comment_id)]}, headers=basic()
+    )
+    assert [c["properties"] for c in by_id.json()["values"]] == [[tag]]
+    assert (await http.post("/rest/api/3/comment/list", json={"ids": []}, headers=basic())).status_code == 400
+    jira.assert_no_violations()
+
+
+async def test_the_listing_can_ignore_the_properties_expand(jira: FakeJira, http: httpx.AsyncClient) -> None:
+    await jira.put_issue("OPS-1", "Checkout is down")
+    tag = {"key": "threadlink", "value": {"command_id": "c1"}}
+    await http.post("/rest/api/3/issue/OPS-1/comment", json={"body": VALID_ADF, "properties": [tag]}, headers=basic())
+    jira.comment_list_expands_properties = False
+    listed = await http.get("/rest/api/3/issue/OPS-1/comment", params={"expand": "properties"}, headers=basic())
+    assert "properties" not in listed.json()["comments"][0]
+    jira.assert_no_violations()
+
+
+async def test_comments_are_listed_in_pages_oldest_or_newest_first(jira: FakeJira, http: httpx.AsyncClient) -> None:
+    await jira.put_issue("OPS-1", "Checkout is down")
+    jira.comments_page_limit = 2
+    ids = []
+    for _ in range(3):
+        response = await http.post("/rest/api/3/issue/OPS-1/comment", json={"body": VALID_ADF}, headers=basic())
+        ids.append(response.json()["id"])
+
+    async def page(**params: Any) -> dict[str, Any]:
+        return (await http.get("/rest/api/3/issue/OPS-1/comment", params=params, headers=basic())).json()
+
+    first = await page(maxResults=50)
+    assert (first["startAt"], first["maxResults"], first["total"]) == (0, 2, 3)
+    assert [c["id"] for c in first["comments"]] == ids[:2]
+    assert [c["id"] for c in (await page(startAt=2))["comments"]] == ids[2:]
+    newest = await page(orderBy="-created", startAt=0, maxResults=2)
+    assert [c["id"] for c in newest["comments"]] == [ids[2], ids[1]]
+    jira.assert_no_violations()
+    bad = await http.get("/rest/api/3/issue/OPS-1/comment", params={"orderBy": "author"}, headers=basic())
+    assert bad.status_code == 400  # and a violation: the spec's enum is created, -created, +created
+    assert [v.where for v in jira.violations] == ["request.query"]
+
+
+@pytest.mark.parametrize(
+    "properties", [[{"key": "threadlink"}], [{"key": "", "value": 1}], [{"key": "x" * 256, "value": 1}]]
+)
+async def test_malformed_comment_properties_are_refused(
+    jira: FakeJira, http: httpx.AsyncClient, properties: list[dict[str, Any]]
+) -> None:
+    await jira.put_issue("OPS-1", "Checkout is down")
+    response = await http.post(
+        "/rest/api/3/issue/OPS-1/comment", json={"body": VALID_ADF, "properties": properties}, headers=basic()
+    )
+    assert response.status_code == 400
+    assert jira.comments("OPS-1") == []
+
+
+def test_the_validator_accepts_comment_properties_on_create_and_in_answers(contract: JiraContract) -> None:
+    tag = {"key": "threadlink", "value": {"command_id": "c1"}}
+    assert (
+        contract.check_request("POST", "/rest/api/3/issue/OPS-1/comment", body={"body": VALID_ADF, "properties": [tag]})
+        == []
+    )
+    [violation] = contract.check_request(
+        "POST", "/rest/api/3/issue/OPS-1/comment", body={"body": VALID_ADF, "properties": [{**tag, "self": "x"}]}
+    )
+    assert violation.message.startswith("$.properties[0]:")
+    query = [("startAt", "0"), ("maxResults", "100"), ("orderBy", "-created"), ("expand", "properties")]
+    assert contract.check_request("GET", "/rest/api/3/issue/OPS-1/comment", query=query) == []
+    page = {
+        "startAt": 0,
+        "maxResults": 1,
+        "total": 1,
+        "comments": [{"id": "1", "body": VALID_ADF, "properties": [tag]}],
+    }
+    assert contract.check_response("GET", "/rest/api/3/issue/OPS-1/comment", 200, page) == []
+
+
 # -- contract checking --------------------------------------------------------------------
 
 
@@ -238,6 +335,30 @@ async def test_fail_next_answers_the_injected_status_once(jira: FakeJira, http: 
     second = await http.get("/rest/api/3/myself", headers=basic())
     assert (first.status_code, first.headers["Retry-After"]) == (429, "3")
     assert second.status_code == 200
+
+
+async def test_fail_next_after_store_does_the_work_then_answers_the_error(
+    jira: FakeJira, http: httpx.AsyncClient
+) -> None:
+    await jira.put_issue("OPS-1", "Checkout is down")
+    jira.fail_next(503, after_store=True, path_prefix="/rest/api/3/issue/OPS-1/comment")
+    response = await http.post("/rest/api/3/issue/OPS-1/comment", json={"body": VALID_ADF}, headers=basic())
+    assert response.status_code == 503
+    assert len(jira.comments("OPS-1")) == 1
+    assert jira.violations == []
+
+
+@pytest.mark.parametrize("after_store", [True, False])
+async def test_fail_next_with_a_delay_makes_the_client_time_out(
+    jira: FakeJira, http: httpx.AsyncClient, after_store: bool
+) -> None:
+    await jira.put_issue("OPS-1", "Checkout is down")
+    jira.fail_next(503, after_store=after_store, delay_s=30)
+    with pytest.raises(httpx.ReadTimeout):
+        await http.post("/rest/api/3/issue/OPS-1/comment", json={"body": VALID_ADF}, headers=basic(), timeout=0.1)
+    assert len(jira.comments("OPS-1")) == (1 if after_store else 0)
+    # The held-back answer does not hold up other calls, nor stop() (it goes out at once then).
+    assert (await http.get("/rest/api/3/myself", headers=basic())).status_code == 200
 
 
 # -- webhooks -----------------------------------------------------------------------------

@@ -7,10 +7,12 @@ import pytest
 from connectors.errors import SkippableError
 from connectors.jira.config import JiraConfig
 from connectors.jira.mapping import (
+    BACKLINK_PROPERTY,
     adf_text,
     backlink_adf,
+    backlink_command_id,
+    backlink_property,
     parse_jira_time,
-    platform_label,
     project_of_key,
     ticket_from_issue,
 )
@@ -85,7 +87,7 @@ def test_backlink_with_permalink_is_text_and_a_link_mark() -> None:
             {
                 "type": "paragraph",
                 "content": [
-                    {"type": "text", "text": "Discussed in Slack thread "},
+                    {"type": "text", "text": "Discussed in a slack thread "},
                     {"type": "text", "text": permalink, "marks": [{"type": "link", "attrs": {"href": permalink}}]},
                 ],
             }
@@ -97,7 +99,7 @@ def test_backlink_with_permalink_is_text_and_a_link_mark() -> None:
 def test_backlink_without_permalink_names_the_thread() -> None:
     doc = backlink_adf(THREAD.model_copy(update={"platform": "matrix"}))
     [paragraph] = doc["content"]
-    assert adf_text(doc) == f"Discussed in Matrix thread matrix:T01:C01:{THREAD.thread_id}"
+    assert adf_text(doc) == f"Discussed in a matrix thread matrix:T01:C01:{THREAD.thread_id}"
     assert "marks" not in paragraph["content"][-1]
     assert adf_problems(doc) == []
 
@@ -113,7 +115,24 @@ def test_backlink_ignores_a_permalink_that_is_not_http() -> None:
     assert "marks" not in doc["content"][0]["content"][0]
 
 
-def test_platform_labels() -> None:
-    assert platform_label("slack") == "Slack"
-    assert platform_label("slack-eu") == "Slack"
-    assert platform_label("mattermost") == "mattermost"
+def test_a_backlink_is_tagged_with_its_command_id_and_read_back() -> None:
+    properties = backlink_property("add_comment-1")
+    assert properties == {BACKLINK_PROPERTY: {"command_id": "add_comment-1"}}
+    listed = {"id": "10000", "properties": [{"key": k, "value": v} for k, v in properties.items()]}
+    assert backlink_command_id(listed) == "add_comment-1"
+
+
+@pytest.mark.parametrize(
+    "comment",
+    [
+        {"id": "1"},  # listed without its properties
+        {"id": "1", "properties": []},
+        {"id": "1", "properties": [{"key": "other", "value": {"command_id": "add_comment-1"}}]},
+        {"id": "1", "properties": [{"key": BACKLINK_PROPERTY, "value": "add_comment-1"}]},
+        {"id": "1", "properties": [{"key": BACKLINK_PROPERTY, "value": {"command_id": 7}}]},
+        {"id": "1", "properties": "nonsense"},
+        None,
+    ],
+)
+def test_other_comments_carry_no_command_id(comment: object) -> None:
+    assert backlink_command_id(comment) is None

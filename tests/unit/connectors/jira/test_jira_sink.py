@@ -9,10 +9,20 @@ import httpx
 import pytest
 
 from connectors.base import ConnectorContext
-from connectors.errors import BackpressureError, FatalError, RetriableError, SkippableError
-from connectors.jira.client import JiraClient
+from connectors.errors import (
+    BackpressureError,
+    ConnectorError,
+    FatalError,
+    NotFoundError,
+    RetriableError,
+    SkippableError,
+    classify_transport_error,
+)
+from connectors.jira.client import JiraClient, outcome_unknown
 from connectors.jira.config import JiraConfig
+from connectors.jira.mapping import BACKLINK_PROPERTY
 from connectors.jira.sink import JiraSink
+from connectors.runtime.retry import RetryPolicy
 from sandbox.contracts.jira import JiraContract
 from sandbox.jira_api import FakeJira
 from schemas import events
@@ -167,12 +177,17 @@ async def test_add_comment_posts_a_spec_valid_adf_backlink(
 ) -> None:
     await fake_jira.put_issue("OPS-1", "Checkout is down")
 
-    result = await sink.execute(*add_comment())
+    command, envelope = add_comment()
+    result = await sink.execute(command, envelope)
 
     [stored] = fake_jira.comments("OPS-1")
     assert result == {"comment_id": stored["id"]}
-    [request] = [r for r in fake_jira.requests if r.method == "POST"]
-    assert request.path == "/rest/api/3/issue/OPS-1/comment"
+    [request] = fake_jira.requests  # a first attempt posts without looking first
+    assert (request.method, request.path) == ("POST", "/rest/api/3/issue/OPS-1/comment")
+    # Tagged with its command, so a retry after a lost answer can find it.
+    tag = {"key": BACKLINK_PROPERTY, "value": {"command_id": command.command_id}}
+    assert request.json["properties"] == [tag]
+    assert fake_jira.comment_properties(stored["id"]) == {BACKLINK_PROPERTY: {"command_id": command.command_id}}
     assert request.headers["Content-Type"].startswith("application/json")
     body = request.json["body"]
     assert body["type"] == "doc"
@@ -211,3 +226,232 @@ async def test_a_record_of_another_system_is_skippable(sink: JiraSink, fake_jira
     with pytest.raises(SkippableError, match="zendesk"):
         await sink.execute(command, envelope)
     assert fake_jira.requests == []
+
+
+# -- a back-link is posted once, even when Jira's answer is lost ------------------------------
+
+#: The runner's retry policy, with backoffs small enough for a unit test.
+TINY_RETRIES = RetryPolicy(max_attempts=4, max_total_s=10, initial_backoff_s=0.001, max_backoff_s=0.005)
+#: The client's timeout in these tests; FakeJira holds answers back far longer (until it stops).
+CLIENT_TIMEOUT_S = 0.2
+COMMENTS = "/rest/api/3/issue/OPS-1/comment"
+
+
+async def run_like_the_runner(sink: JiraSink, command: Command, envelope: Envelope[Command]) -> list[Any]:
+    """Execute through RetryPolicy.call as SinkRunner does; the outcome of each attempt in order
+    (an exception, or the last one's result)."""
+    outcomes: list[Any] = []
+
+    async def attempt() -> dict[str, Any]:
+        try:
+            result = await sink.execute(command, envelope)
+        except ConnectorError as exc:
+            outcomes.append(exc)
+            raise
+        outcomes.append(result)
+        return result
+
+    await TINY_RETRIES.call(attempt)
+    return outcomes
+
+
+def posts(fake: FakeJira) -> list[Any]:
+    return [r for r in fake.requests if r.method == "POST" and r.path == COMMENTS]
+
+
+def listings(fake: FakeJira) -> list[Any]:
+    return [r for r in fake.requests if r.method == "GET" and r.path == COMMENTS]
+
+
+@pytest.fixture
+async def quick_sink(
+    fake_jira: FakeJira, make_config: Callable[..., JiraConfig], ctx: ConnectorContext
+) -> AsyncIterator[JiraSink]:
+    """A sink whose client gives up after CLIENT_TIMEOUT_S."""
+    sink = JiraSink(make_config(fake_jira.url, request_timeout_s=CLIENT_TIMEOUT_S), ctx)
+    await sink.start()
+    yield sink
+    await sink.stop()
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [({"delay_s": 0}, "HTTP 503"), ({"delay_s": 30}, "ReadTimeout")],
+    ids=["answered-503", "timed-out"],
+)
+async def test_a_comment_jira_stored_despite_the_failure_is_recovered_not_posted_again(
+    quick_sink: JiraSink, fake_jira: FakeJira, fault: dict[str, Any], error: str
+) -> None:
+    await fake_jira.put_issue("OPS-1", "Checkout is down")
+    fake_jira.fail_next(503, path_prefix=COMMENTS, after_store=True, **fault)
+    command, envelope = add_comment()
+
+    first, second = await run_like_the_runner(quick_sink, command, envelope)
+
+    assert isinstance(first, RetriableError)
+    assert error in str(first)
+    [stored] = fake_jira.comments("OPS-1")  # exactly one back-link on the issue
+    assert second == {"comment_id": stored["id"], "recovered": True}
+    assert len(posts(fake_jira)) == 1  # the retry looked, found it, and posted nothing
+    [listing] = listings(fake_jira)
+    assert dict(listing.query) == {"startAt": "0", "maxResults": "100", "orderBy": "-created", "expand": "properties"}
+    fake_jira.assert_no_violations()
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [({"delay_s": 0}, "HTTP 503"), ({"delay_s": 30}, "ReadTimeout")],
+    ids=["answered-503", "timed-out"],
+)
+async def test_a_comment_jira_did_not_store_is_posted_exactly_once_by_the_retry(
+    quick_sink: JiraSink, fake_jira: FakeJira, fault: dict[str, Any], error: str
+) -> None:
+    await fake_jira.put_issue("OPS-1", "Checkout is down")
+    fake_jira.fail_next(503, path_prefix=COMMENTS, **fault)
+    command, envelope = add_comment()
+
+    first, second = await run_like_the_runner(quick_sink, command, envelope)
+
+    assert isinstance(first, RetriableError)
+    assert error in str(first)
+    [stored] = fake_jira.comments("OPS-1")
+    assert second == {"comment_id": stored["id"]}
+    assert len(posts(fake_jira)) == 2
+    assert len(listings(fake_jira)) == 1  # looked first, found nothing, posted
+    assert fake_jira.comment_properties(stored["id"]) == {BACKLINK_PROPERTY: {"command_id": command.command_id}}
+    fake_jira.assert_no_violations()
+
+
+async def test_a_refused_connection_is_posted_again_without_looking(config: JiraConfig, ctx: ConnectorContext) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def jira(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path))
+        if len(seen) == 1:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(201, json={"id": "10000"})
+
+    sink = JiraSink(config, ctx, JiraClient(config, transport=httpx.MockTransport(jira)))
+    outcomes = await run_like_the_runner(sink, *add_comment())
+    await sink.stop()
+    assert outcomes[-1] == {"comment_id": "10000"}
+    assert seen == [("POST", COMMENTS), ("POST", COMMENTS)]
+
+
+def _transport(exc_type: type[httpx.TransportError]) -> RetriableError:
+    cause = exc_type("boom", request=httpx.Request("POST", "https://acme.atlassian.net" + COMMENTS))
+    try:
+        raise classify_transport_error(cause, what="jira POST comment") from cause
+    except RetriableError as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    ("error", "unknown"),
+    [
+        (RetriableError("x", status=503), True),
+        (RetriableError("x", status=500), True),
+        (RetriableError("x", status=408), False),
+        (BackpressureError("x", status=429), False),
+        (FatalError("x", status=400), False),
+        (NotFoundError("x", status=404), False),
+        (_transport(httpx.ReadTimeout), True),
+        (_transport(httpx.WriteTimeout), True),
+        (_transport(httpx.ReadError), True),
+        (_transport(httpx.RemoteProtocolError), True),
+        (_transport(httpx.ConnectError), False),
+        (_transport(httpx.ConnectTimeout), False),
+        (_transport(httpx.PoolTimeout), False),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, ConnectorError) else str(v),
+)
+def test_outcome_unknown_is_a_5xx_or_a_transport_failure_after_sending(error: ConnectorError, unknown: bool) -> None:
+    assert outcome_unknown(error) is unknown
+
+
+async def test_recovery_pages_through_comments_added_since(quick_sink: JiraSink, fake_jira: FakeJira) -> None:
+    await fake_jira.put_issue("OPS-1", "Checkout is down")
+    fake_jira.comments_page_limit = 2  # Jira answers fewer than asked: the client follows startAt
+    fake_jira.fail_next(503, path_prefix=COMMENTS, after_store=True)
+    command, envelope = add_comment()
+    with pytest.raises(RetriableError):
+        await quick_sink.execute(command, envelope)
+    for n in range(5):  # other comments, newer than the back-link
+        await quick_sink.execute(add_comment(body=f"other {n}", command_id=f"other-{n}")[0], envelope)
+
+    result = await quick_sink.execute(command, envelope)
+
+    tag = {BACKLINK_PROPERTY: {"command_id": command.command_id}}
+    [backlink] = [c for c in fake_jira.comments("OPS-1") if fake_jira.comment_properties(c["id"]) == tag]
+    assert result == {"comment_id": backlink["id"], "recovered": True}
+    assert len(fake_jira.comments("OPS-1")) == 6
+    assert [dict(r.query)["startAt"] for r in listings(fake_jira)] == ["0", "2", "4"]
+    fake_jira.assert_no_violations()
+
+
+async def test_recovery_reads_properties_by_id_when_the_listing_leaves_them_out(
+    quick_sink: JiraSink, fake_jira: FakeJira
+) -> None:
+    await fake_jira.put_issue("OPS-1", "Checkout is down")
+    fake_jira.comment_list_expands_properties = False
+    fake_jira.fail_next(503, path_prefix=COMMENTS, after_store=True)
+    command, envelope = add_comment()
+
+    first, second = await run_like_the_runner(quick_sink, command, envelope)
+
+    assert isinstance(first, RetriableError)
+    [stored] = fake_jira.comments("OPS-1")
+    assert second == {"comment_id": stored["id"], "recovered": True}
+    [by_id] = [r for r in fake_jira.requests if r.path == "/rest/api/3/comment/list"]
+    assert by_id.query == [("expand", "properties")]
+    assert by_id.json == {"ids": [int(stored["id"])]}
+    fake_jira.assert_no_violations()
+
+
+async def test_recovery_looks_only_at_the_newest_comments_then_posts(quick_sink: JiraSink, fake_jira: FakeJira) -> None:
+    await fake_jira.put_issue("OPS-1", "Checkout is down")
+    quick_sink.recovery_scan_limit = 3
+    fake_jira.fail_next(503, path_prefix=COMMENTS, after_store=True)
+    command, envelope = add_comment()
+    with pytest.raises(RetriableError):
+        await quick_sink.execute(command, envelope)
+    for n in range(3):
+        await quick_sink.execute(add_comment(body=f"other {n}", command_id=f"other-{n}")[0], envelope)
+
+    result = await quick_sink.execute(command, envelope)
+
+    # Past the bound a double is preferred to a loss; the search asked for no more than the bound.
+    assert "recovered" not in result
+    assert len(fake_jira.comments("OPS-1")) == 5
+    assert sum(int(dict(r.query)["maxResults"]) for r in listings(fake_jira)) == 3
+    fake_jira.assert_no_violations()
+
+
+async def test_the_commands_remembered_as_unsure_are_bounded(
+    config: JiraConfig, ctx: ConnectorContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+
+    def jira(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        if request.method == "POST":
+            raise httpx.ReadTimeout("no answer", request=request)
+        return httpx.Response(200, json={"startAt": 0, "maxResults": 100, "total": 0, "comments": []})
+
+    monkeypatch.setattr(JiraSink, "unsure_limit", 2)
+    sink = JiraSink(config, ctx, JiraClient(config, transport=httpx.MockTransport(jira)))
+    commands = [add_comment(command_id=f"c{n}") for n in range(3)]
+    for command in commands:
+        with pytest.raises(RetriableError):
+            await sink.execute(*command)
+    assert seen == ["POST"] * 3
+
+    seen.clear()
+    with pytest.raises(RetriableError):
+        await sink.execute(*commands[0])  # forgotten: the oldest went first
+    assert seen == ["POST"]
+    seen.clear()
+    with pytest.raises(RetriableError):
+        await sink.execute(*commands[2])
+    assert seen == ["GET", "POST"]
+    await sink.stop()

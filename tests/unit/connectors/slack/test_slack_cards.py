@@ -2,7 +2,15 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.slack.cards import MAX_TITLE, card_blocks, card_text, render_card
+from connectors.slack.cards import (
+    MAX_BLOCK_ID,
+    MAX_TITLE,
+    card_block_id,
+    card_blocks,
+    card_text,
+    is_card_of,
+    render_card,
+)
 from schemas.records import RecordRef, TicketRecord
 
 pytestmark = pytest.mark.unit
@@ -65,3 +73,29 @@ def test_long_titles_are_shortened() -> None:
     (section,) = card_blocks(ticket(title="word " * 200))
     title = section["text"]["text"].split("* ", 1)[1]
     assert len(title) == MAX_TITLE and title.endswith("…")
+
+
+def test_a_posted_card_is_tagged_with_its_command_id() -> None:
+    text, blocks = render_card(ticket(), "post_card-0123abcd")
+    assert blocks[0]["block_id"] == "tl-post_card-0123abcd" == card_block_id("post_card-0123abcd")
+    assert [{k: v for k, v in b.items() if k != "block_id"} for b in blocks] == card_blocks(ticket())
+    assert text == card_text(ticket())
+    assert render_card(ticket(), "post_card-0123abcd") == (text, blocks)  # same command, same tag
+
+
+def test_a_tag_never_exceeds_slacks_limit() -> None:
+    fits = "c" * (MAX_BLOCK_ID - 3)
+    assert card_block_id(fits) == "tl-" + fits
+    too_long = fits + "c"
+    tag = card_block_id(too_long)
+    assert tag.startswith("tl-sha256-") and len(tag) <= MAX_BLOCK_ID
+    assert tag == card_block_id(too_long) != card_block_id(too_long + "d")
+
+
+def test_is_card_of_reads_the_first_blocks_tag() -> None:
+    _text, blocks = render_card(ticket(), "p1")
+    assert is_card_of({"blocks": blocks}, "p1")
+    assert not is_card_of({"blocks": blocks}, "p2")
+    assert not is_card_of({"blocks": [{"type": "divider"}, *blocks]}, "p1")
+    assert not is_card_of({"text": "no blocks"}, "p1")
+    assert not is_card_of({"blocks": "not a list"}, "p1")

@@ -77,7 +77,8 @@ async def sink(fake_slack: FakeSlack) -> AsyncIterator[SlackSink]:
 
 async def test_card_is_posted_into_the_thread(fake_slack: FakeSlack, sink: SlackSink) -> None:
     root = await fake_slack.post_user_message(CHANNEL, "Is PROJ-1 back?")
-    result = await execute(sink, post_card(root))
+    command = post_card(root)
+    result = await execute(sink, command)
 
     assert result == {"channel": CHANNEL, "ts": result["ts"]}
     (call,) = fake_slack.calls("chat.postMessage")
@@ -87,9 +88,10 @@ async def test_card_is_posted_into_the_thread(fake_slack: FakeSlack, sink: Slack
     assert call.params["thread_ts"] == root
     assert call.params["unfurl_links"] == "false"
     assert call.params["text"] == card_text(RECORD)
-    assert json.loads(call.params["blocks"]) == card_blocks(RECORD)
+    assert json.loads(call.params["blocks"]) == card_blocks(RECORD, command.command_id)
     root_message, card = fake_slack.thread(CHANNEL, root)
     assert (card["ts"], card["thread_ts"], card["bot_id"]) == (result["ts"], root, BOT_ID)
+    assert card["blocks"][0]["block_id"] == f"tl-{command.command_id}"  # Slack keeps the tag
     assert root_message["reply_count"] == 1
     fake_slack.assert_no_violations()
 

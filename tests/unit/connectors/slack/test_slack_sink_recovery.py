@@ -1,0 +1,400 @@
+"""A card is posted once even when chat.postMessage fails after Slack may have posted it: the
+runtime retries the same PostCard, and the retry looks for the card (tagged with the command
+id) in the thread before posting."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors.errors import (
+    BackpressureError,
+    ConnectorError,
+    FatalError,
+    NotFoundError,
+    RetriableError,
+    SkippableError,
+)
+from connectors.runtime.retry import RetryPolicy
+from connectors.slack.cards import card_block_id, card_blocks
+from connectors.slack.client import PostedWithoutTs, SlackClient, outcome_unknown
+from connectors.slack.mapping import SlackIdentity
+from connectors.slack.sink import SlackSink
+from sandbox.slack_api import FakeSlack
+from schemas.commands import Command, PostCard, command_id_for
+from schemas.envelope import Envelope
+from schemas.records import RecordRef, TicketRecord
+from schemas.social import ThreadRef
+
+from .conftest import BOT_ID, BOT_TOKEN, BOT_USER_ID, CHANNEL, TEAM_ID, make_config
+
+pytestmark = pytest.mark.unit
+
+#: The runner's retry policy, with backoffs small enough for a unit test.
+TINY_RETRIES = RetryPolicy(max_attempts=4, max_total_s=10, initial_backoff_s=0.001, max_backoff_s=0.005)
+#: The client's timeout in these tests; FakeSlack holds answers back far longer (until it stops).
+CLIENT_TIMEOUT_S = 0.2
+RECORD = TicketRecord(ref=RecordRef(system="jira", key="PROJ-1"), title="Login fails", status="Open")
+
+
+def post_card(root: str, key: str = "PROJ-1") -> PostCard:
+    record = RECORD.model_copy(update={"ref": RecordRef(system="jira", key=key)})
+    return PostCard(
+        command_id=command_id_for("post_card", CHANNEL, root, record.ref.id),
+        target="slack",
+        thread=ThreadRef(platform="slack", workspace=TEAM_ID, channel=CHANNEL, thread_id=root),
+        record=record,
+        in_reply_to=root,
+    )
+
+
+def envelope(command: Command) -> Envelope[Command]:
+    return Envelope.wrap(
+        command,
+        type="io.threadlink.command.post_card",
+        source_system="streams",
+        occurred_at=datetime(2024, 1, 1, tzinfo=UTC),
+    )
+
+
+def identity() -> SlackIdentity:
+    return SlackIdentity(bot_user_id=BOT_USER_ID, bot_id=BOT_ID, workspace_url="https://sandbox.slack.com/")
+
+
+async def run_like_the_runner(sink: SlackSink, command: Command) -> list[Any]:
+    """Execute through RetryPolicy.call as SinkRunner does; the outcome of each attempt in order
+    (an exception, or the last one's result)."""
+    outcomes: list[Any] = []
+
+    async def attempt() -> dict[str, Any]:
+        try:
+            result = await sink.execute(command, envelope(command))
+        except ConnectorError as exc:
+            outcomes.append(exc)
+            raise
+        outcomes.append(result)
+        return result
+
+    await TINY_RETRIES.call(attempt)
+    return outcomes
+
+
+def cards(fake: FakeSlack, root: str) -> list[dict[str, Any]]:
+    return [m for m in fake.thread(CHANNEL, root) if m.get("bot_id") == BOT_ID]
+
+
+@pytest.fixture
+async def quick_sink(fake_slack: FakeSlack) -> AsyncIterator[SlackSink]:
+    """A sink whose client gives up after CLIENT_TIMEOUT_S."""
+    sink = SlackSink(
+        SlackClient(make_config(api_base_url=fake_slack.api_url, request_timeout_s=CLIENT_TIMEOUT_S)), identity()
+    )
+    await sink.start()
+    yield sink
+    await sink.stop()
+
+
+AMBIGUOUS_FAULTS = [
+    pytest.param({"error": None, "status": 503}, "HTTP 503", id="answered-503"),
+    pytest.param({"error": None, "status": 503, "delay_s": 30}, "ReadTimeout", id="timed-out"),
+    pytest.param({"error": "internal_error"}, "internal_error", id="internal_error"),
+]
+
+
+@pytest.mark.parametrize(("fault", "error"), AMBIGUOUS_FAULTS)
+async def test_a_card_slack_posted_despite_the_failure_is_recovered_not_posted_again(
+    fake_slack: FakeSlack, quick_sink: SlackSink, fault: dict[str, Any], error: str
+) -> None:
+    root = await fake_slack.post_user_message(CHANNEL, "PROJ-1 is broken again")
+    fake_slack.fail_next("chat.postMessage", after_store=True, **fault)
+    command = post_card(root)
+
+    first, second = await run_like_the_runner(quick_sink, command)
+
+    assert isinstance(first, RetriableError)
+    assert error in str(first)
+    [card] = cards(fake_slack, root)  # exactly one card in the thread
+    assert second == {"channel": CHANNEL, "ts": card["ts"], "recovered": True}
+    assert card["blocks"] == card_blocks(RECORD, command.command_id)
+    assert len(fake_slack.calls("chat.postMessage")) == 1  # the retry looked, found it, posted nothing
+    [lookup] = fake_slack.calls("conversations.replies")
+    assert (lookup.method, lookup.content_type) == ("GET", None)
+    assert lookup.params == {"channel": CHANNEL, "ts": root, "limit": "200"}
+    fake_slack.assert_no_violations()
+
+
+@pytest.mark.parametrize(("fault", "error"), AMBIGUOUS_FAULTS)
+async def test_a_card_slack_did_not_post_is_posted_exactly_once_by_the_retry(
+    fake_slack: FakeSlack, quick_sink: SlackSink, fault: dict[str, Any], error: str
+) -> None:
+    root = await fake_slack.post_user_message(CHANNEL, "PROJ-1 is broken again")
+    fake_slack.fail_next("chat.postMessage", **fault)
+
+    first, second = await run_like_the_runner(quick_sink, post_card(root))
+
+    assert isinstance(first, RetriableError)
+    assert error in str(first)
+    [card] = cards(fake_slack, root)
+    assert second == {"channel": CHANNEL, "ts": card["ts"]}
+    assert len(fake_slack.calls("chat.postMessage")) == 2
+    assert len(fake_slack.calls("conversations.replies")) == 1  # looked first, found nothing, posted
+    fake_slack.assert_no_violations()
+
+
+class FailFirstPost(httpx.AsyncBaseTransport):
+    """The network, except that the first chat.postMessage fails with `error` before reaching
+    Slack (a refused connection, or one that drops with the request unprocessed)."""
+
+    def __init__(self, error: type[httpx.TransportError]) -> None:
+        self.error: type[httpx.TransportError] | None = error
+        self._network = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.error is not None and request.url.path.endswith("/chat.postMessage"):
+            error, self.error = self.error, None
+            raise error("injected", request=request)
+        return await self._network.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._network.aclose()
+
+
+@pytest.mark.parametrize(
+    ("error", "lookups"),
+    [(httpx.ConnectError, 0), (httpx.ReadError, 1)],
+    ids=["never-sent", "dropped"],
+)
+async def test_a_transport_failure_slack_never_saw_is_posted_exactly_once(
+    fake_slack: FakeSlack, error: type[httpx.TransportError], lookups: int
+) -> None:
+    client = SlackClient(make_config(api_base_url=fake_slack.api_url), transport=FailFirstPost(error))
+    sink = SlackSink(client, identity())
+    root = await fake_slack.post_user_message(CHANNEL, "PROJ-1 is broken again")
+    try:
+        first, second = await run_like_the_runner(sink, post_card(root))
+    finally:
+        await sink.stop()
+
+    assert isinstance(first, RetriableError) and error.__name__ in str(first)
+    [card] = cards(fake_slack, root)
+    assert second == {"channel": CHANNEL, "ts": card["ts"]}
+    assert len(fake_slack.calls("chat.postMessage")) == 1  # the failed one never reached Slack
+    # A connection that never opened cannot have posted: no need to look.
+    assert len(fake_slack.calls("conversations.replies")) == lookups
+    fake_slack.assert_no_violations()
+
+
+async def test_a_lookup_that_fails_retriably_is_tried_again(fake_slack: FakeSlack, quick_sink: SlackSink) -> None:
+    root = await fake_slack.post_user_message(CHANNEL, "PROJ-1?")
+    fake_slack.fail_next("chat.postMessage", None, status=503, after_store=True)
+    fake_slack.fail_next("conversations.replies", None, status=503)
+
+    outcomes = await run_like_the_runner(quick_sink, post_card(root))
+
+    assert [type(o) for o in outcomes] == [RetriableError, RetriableError, dict]
+    [card] = cards(fake_slack, root)
+    assert outcomes[-1] == {"channel": CHANNEL, "ts": card["ts"], "recovered": True}
+    assert len(fake_slack.calls("conversations.replies")) == 2
+    fake_slack.assert_no_violations()
+
+
+async def test_a_lookup_slack_refuses_for_good_posts_the_card_anyway(
+    fake_slack: FakeSlack, quick_sink: SlackSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = await fake_slack.post_user_message(CHANNEL, "PROJ-1?")
+    fake_slack.fail_next("chat.postMessage", None, status=503)
+    fake_slack.fail_next("conversations.replies", "missing_scope")
+
+    with caplog.at_level(logging.WARNING, logger="connectors.slack.sink"):
+        first, second = await run_like_the_runner(quick_sink, post_card(root))
+
+    assert isinstance(first, RetriableError)
+    [card] = cards(fake_slack, root)
+    assert second == {"channel": CHANNEL, "ts": card["ts"]}  # a possible double beats a lost card
+    assert "channels:history" in caplog.text
+
+
+async def test_only_commands_whose_outcome_is_unknown_are_looked_for(
+    fake_slack: FakeSlack, quick_sink: SlackSink
+) -> None:
+    root = await fake_slack.post_user_message(CHANNEL, "PROJ-1?")
+    fake_slack.fail_next("chat.postMessage", "ratelimited", status=429, retry_after=0)
+
+    first, second = await run_like_the_runner(quick_sink, post_card(root))
+
+    assert isinstance(first, BackpressureError)
+    assert second["ts"] == cards(fake_slack, root)[0]["ts"]
+    assert fake_slack.calls("conversations.replies") == []  # Slack refused it: nothing to look for
+
+
+async def test_the_memory_of_unsure_commands_is_bounded(fake_slack: FakeSlack) -> None:
+    class SmallSink(SlackSink):
+        unsure_limit = 2
+
+    sink = SmallSink(SlackClient(make_config(api_base_url=fake_slack.api_url)), identity())
+    root = await fake_slack.post_user_message(CHANNEL, "PROJ-1, PROJ-2 and PROJ-3?")
+    commands = [post_card(root, key) for key in ("PROJ-1", "PROJ-2", "PROJ-3")]
+    fake_slack.fail_next("chat.postMessage", None, status=503, times=3)
+    try:
+        for command in commands:
+            with pytest.raises(RetriableError):
+                await sink.execute(command, envelope(command))
+        await sink.execute(commands[0], envelope(commands[0]))  # the oldest was forgotten: no lookup
+        assert fake_slack.calls("conversations.replies") == []
+        await sink.execute(commands[2], envelope(commands[2]))
+        assert len(fake_slack.calls("conversations.replies")) == 1
+    finally:
+        await sink.stop()
+
+
+# -- Slack's answers, scripted ------------------------------------------------------------
+
+
+def scripted_sink(answer: Callable[[httpx.Request], httpx.Response], seen: list[httpx.Request]) -> SlackSink:
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answer(request)
+
+    client = SlackClient(make_config(api_base_url="https://slack.example/api"), transport=httpx.MockTransport(record))
+    return SlackSink(client, identity())
+
+
+def reply(ts: str, *, bot_id: str | None = BOT_ID, block_id: str | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": "message", "ts": ts, "thread_ts": "1700000000.000100", "text": "PROJ-1"}
+    if bot_id is not None:
+        message["bot_id"] = bot_id
+    if block_id is not None:
+        message["blocks"] = [{"type": "section", "block_id": block_id, "text": {"type": "mrkdwn", "text": "x"}}]
+    return message
+
+
+async def test_the_lookup_pages_through_the_thread_and_trusts_only_threadlinks_cards() -> None:
+    command = post_card("1700000000.000100")
+    tag = card_block_id(command.command_id)
+    pages = {
+        None: {
+            "ok": True,
+            "messages": [
+                reply("1700000000.000100", bot_id=None),
+                reply("1700000001.000100", bot_id="B0OTHER", block_id=tag),
+            ],
+            "has_more": True,
+            "response_metadata": {"next_cursor": "bmV4dF90czox"},
+        },
+        "bmV4dF90czox": {"ok": True, "messages": [reply("1700000002.000100", block_id=tag)], "has_more": False},
+    }
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/chat.postMessage"):
+            return httpx.Response(503)
+        return httpx.Response(200, json=pages[request.url.params.get("cursor")])
+
+    seen: list[httpx.Request] = []
+    sink = scripted_sink(answer, seen)
+    try:
+        outcomes = await run_like_the_runner(sink, command)
+    finally:
+        await sink.stop()
+
+    assert outcomes[-1] == {"channel": CHANNEL, "ts": "1700000002.000100", "recovered": True}
+    assert [(r.method, r.url.path.rsplit("/", 1)[1], dict(r.url.params)) for r in seen] == [
+        ("POST", "chat.postMessage", {}),
+        ("GET", "conversations.replies", {"channel": CHANNEL, "ts": "1700000000.000100", "limit": "200"}),
+        (
+            "GET",
+            "conversations.replies",
+            {"channel": CHANNEL, "ts": "1700000000.000100", "limit": "200", "cursor": "bmV4dF90czox"},
+        ),
+    ]
+
+
+async def test_ok_without_ts_is_fatal_and_a_replay_finds_the_card() -> None:
+    command = post_card("1700000000.000100")
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/chat.postMessage"):
+            return httpx.Response(200, json={"ok": True, "channel": CHANNEL})
+        card = reply("1700000003.000100", block_id=card_block_id(command.command_id))
+        return httpx.Response(200, json={"ok": True, "messages": [card], "has_more": False})
+
+    seen: list[httpx.Request] = []
+    sink = scripted_sink(answer, seen)
+    try:
+        with pytest.raises(FatalError, match=r"slack chat\.postMessage: .*without the message's ts") as caught:
+            await run_like_the_runner(sink, command)  # fatal: not retried
+        assert isinstance(caught.value, PostedWithoutTs) and caught.value.status == 200
+        # A dead-letter replay in this process finds the card instead of posting a second one.
+        replayed = await sink.execute(command, envelope(command))
+    finally:
+        await sink.stop()
+
+    assert replayed == {"channel": CHANNEL, "ts": "1700000003.000100", "recovered": True}
+    assert [r.url.path.rsplit("/", 1)[1] for r in seen] == ["chat.postMessage", "conversations.replies"]
+    assert json.loads(dict(httpx.QueryParams(seen[0].content.decode()))["blocks"]) == card_blocks(
+        RECORD, command.command_id
+    )
+
+
+def _transport_error(kind: type[httpx.TransportError]) -> RetriableError:
+    request = httpx.Request("POST", "https://slack.example/api/chat.postMessage")
+    try:
+        try:
+            raise kind("injected", request=request)
+        except httpx.TransportError as exc:
+            raise RetriableError(f"slack chat.postMessage: {kind.__name__}") from exc
+    except RetriableError as error:
+        return error
+
+
+@pytest.mark.parametrize(
+    ("error", "unknown"),
+    [
+        (_transport_error(httpx.ReadTimeout), True),
+        (_transport_error(httpx.RemoteProtocolError), True),
+        (_transport_error(httpx.WriteError), True),
+        (_transport_error(httpx.ConnectError), False),
+        (_transport_error(httpx.ConnectTimeout), False),
+        (_transport_error(httpx.PoolTimeout), False),
+        (RetriableError("slack chat.postMessage: HTTP 503", status=503), True),
+        (RetriableError("slack chat.postMessage: internal_error", status=200), True),
+        (RetriableError("slack chat.postMessage: HTTP 408", status=408), False),
+        (BackpressureError("slack chat.postMessage: HTTP 429", status=429), False),
+        (BackpressureError("slack chat.postMessage: ratelimited", status=200), False),
+        (FatalError("slack chat.postMessage: invalid_auth", status=200), False),
+        (SkippableError("slack chat.postMessage: channel_not_found", status=200), False),
+        (NotFoundError("slack chat.postMessage: HTTP 404", status=404), False),
+        (PostedWithoutTs("slack chat.postMessage: no ts", status=200), True),
+        (ValueError("not a ConnectorError"), False),
+    ],
+    ids=lambda value: str(value).rsplit(": ", 1)[-1].replace(" ", "-") if isinstance(value, Exception) else None,
+)
+def test_outcome_unknown(error: Exception, unknown: bool) -> None:
+    assert outcome_unknown(error) is unknown
+
+
+async def test_fake_slack_keeps_block_ids_and_refuses_those_slack_would(fake_slack: FakeSlack) -> None:
+    root = await fake_slack.post_user_message(CHANNEL, "PROJ-1?")
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": "x"}}
+    refused = [
+        [{**section, "block_id": "a"}, {**section, "block_id": "a"}],  # not unique in the message
+        [{**section, "block_id": "x" * 256}],  # longer than 255
+        [{**section, "block_id": ""}],
+    ]
+    async with httpx.AsyncClient(
+        base_url=fake_slack.api_url + "/", headers={"Authorization": f"Bearer {BOT_TOKEN}"}
+    ) as http:
+        for blocks in refused:
+            form = {"channel": CHANNEL, "text": "x", "thread_ts": root, "blocks": json.dumps(blocks)}
+            assert (await http.post("chat.postMessage", data=form)).json() == {"ok": False, "error": "invalid_blocks"}
+        kept = [{**section, "block_id": "tl-" + "x" * 252}]
+        form = {"channel": CHANNEL, "text": "x", "thread_ts": root, "blocks": json.dumps(kept)}
+        assert (await http.post("chat.postMessage", data=form)).json()["message"]["blocks"] == kept
+        replies = (await http.get("conversations.replies", params={"channel": CHANNEL, "ts": root})).json()
+    assert replies["messages"][-1]["blocks"] == kept
+    fake_slack.assert_no_violations()

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 
@@ -72,6 +74,22 @@ def classify_response(response: httpx.Response, *, what: str) -> None:
     if status == 404:
         raise NotFoundError(message, status=status)
     raise FatalError(message, status=status)
+
+
+def json_object(response: httpx.Response, *, what: str, hint: str) -> dict[str, Any]:
+    """The JSON object of a 2xx answer; a ConnectorError for anything else. A 2xx that is not a
+    JSON object is not the platform at all (a proxy's login page, a wrong base URL): `hint`
+    says which setting to check."""
+    classify_response(response, what=what)
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise FatalError(
+            f"{what}: HTTP {response.status_code} but not a JSON object; {hint}", status=response.status_code
+        )
+    return payload
 
 
 def classify_transport_error(exc: httpx.TransportError, *, what: str) -> RetriableError:

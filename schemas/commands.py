@@ -3,8 +3,9 @@ ledger of done ids, so a command delivered twice has its side effect once."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
@@ -85,3 +86,32 @@ class DeadLetter(BaseModel):
     consumer: str
     failed_at: datetime
     attempts: int = 1
+
+    @classmethod
+    def of_record(cls, record: Any, *, error_kind: str, reason: str, consumer: str, attempts: int = 1) -> DeadLetter:
+        """From a consumed record (kafka-python's ConsumerRecord or Faust's Message: both have
+        topic, partition, offset, key and value)."""
+        raw = record.value if isinstance(record.value, bytes) else str(record.value or "").encode()
+        try:
+            value, encoding = raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            value, encoding = base64.b64encode(raw).decode(), "base64"
+        key = record.key.decode("utf-8", "replace") if isinstance(record.key, bytes) else record.key
+        return cls.model_validate(
+            {
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "key": key,
+                "value": value,
+                "value_encoding": encoding,
+                "error_kind": error_kind,
+                "reason": reason,
+                "consumer": consumer,
+                "failed_at": datetime.now(UTC),
+                "attempts": attempts,
+            }
+        )
+
+    def original_value(self) -> bytes:
+        return base64.b64decode(self.value) if self.value_encoding == "base64" else self.value.encode()

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from kafka import KafkaConsumer, TopicPartition
 from pydantic import TypeAdapter, ValidationError
 
-from connectors.runtime.deadletter import original_value
 from connectors.runtime.kafka import KafkaPublisher, read_to_end
 from schemas.commands import DeadLetter
 from schemas.envelope import Envelope
@@ -77,7 +76,7 @@ def replay(
                             publisher.publish_raw(
                                 letter.topic,
                                 letter.key,
-                                original_value(letter),
+                                letter.original_value(),
                                 [(REPLAY_HEADER, f"{letter.topic}:{letter.partition}:{letter.offset}".encode())],
                             )
                         )

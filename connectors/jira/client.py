@@ -17,11 +17,10 @@ import httpx
 from connectors.errors import (
     BackpressureError,
     ConnectorError,
-    FatalError,
     NotFoundError,
     RetriableError,
-    classify_response,
     classify_transport_error,
+    json_object,
 )
 from connectors.jira.config import JiraConfig
 
@@ -158,15 +157,4 @@ class JiraClient:
             response = await self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
             raise classify_transport_error(exc, what=what) from exc
-        classify_response(response, what=what)
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
-        if not isinstance(payload, dict):
-            # A 2xx that is not a JSON object is not Jira (a proxy's login page, a wrong base_url).
-            raise FatalError(
-                f"{what}: HTTP {response.status_code} but not a JSON object; is base_url a Jira site?",
-                status=response.status_code,
-            )
-        return payload
+        return json_object(response, what=what, hint="is base_url a Jira site?")

@@ -17,11 +17,11 @@ from pydantic import TypeAdapter, ValidationError
 from connectors.base import Sink
 from connectors.errors import ConnectorError, RetriableError
 from connectors.runtime import metrics
-from connectors.runtime.deadletter import dead_letter_for, send_to_dead_letters
+from connectors.runtime.deadletter import send_to_dead_letters
 from connectors.runtime.kafka import KafkaPublisher, read_to_end
 from connectors.runtime.retry import RetryPolicy
 from schemas import events
-from schemas.commands import Command, LedgerEntry
+from schemas.commands import Command, DeadLetter, LedgerEntry
 from schemas.envelope import Envelope, utcnow
 from schemas.topics import TopicNames
 
@@ -172,7 +172,7 @@ class SinkRunner:
             kind,
             reason,
         )
-        letter = dead_letter_for(
+        letter = DeadLetter.of_record(
             record, error_kind=kind, reason=reason, consumer=f"sink.{self.name}", attempts=attempts
         )
         await send_to_dead_letters(self.publisher, self.topics, letter)

@@ -24,8 +24,8 @@ from connectors.errors import (
     FatalError,
     RetriableError,
     SkippableError,
-    classify_response,
     classify_transport_error,
+    json_object,
     parse_retry_after,
 )
 from connectors.slack.config import SlackConfig
@@ -61,17 +61,7 @@ _ERROR_CODE = re.compile(r"^[a-z0-9_.]{1,64}$")
 def raise_for_slack(response: httpx.Response, *, method: str) -> dict[str, Any]:
     """The JSON body of a successful call, or the ConnectorError its answer means."""
     what = f"slack {method}"
-    classify_response(response, what=what)
-    try:
-        payload = response.json()
-    except ValueError:
-        payload = None
-    if not isinstance(payload, dict):
-        # A 2xx that is not a JSON object is not Slack (a proxy's page, a wrong api_base_url).
-        raise FatalError(
-            f"{what}: HTTP {response.status_code} but not a JSON object; is api_base_url the Web API?",
-            status=response.status_code,
-        )
+    payload = json_object(response, what=what, hint="is api_base_url the Web API?")
     if payload.get("ok") is True:
         return payload
     raw = payload.get("error")

@@ -1,59 +1,65 @@
-"""What every flow does the same way: parse with the contract, dead-letter what fails,
-send envelopes with their trace context."""
+"""What every flow does the same way: read envelopes with the contract (dead-lettering what
+does not parse, explicitly, before Faust acks it), send envelopes with their trace context."""
 
 from __future__ import annotations
 
-import base64
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import faust
 from pydantic import TypeAdapter, ValidationError
 
 from schemas import events
-from schemas.commands import DeadLetter
-from schemas.envelope import Envelope, utcnow
+from schemas.commands import Command, DeadLetter
+from schemas.envelope import Envelope
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 async def send(topic: faust.TopicT, key: str, envelope: Envelope[Any]) -> None:
-    await topic.send(key=key.encode(), value=envelope.to_bytes(), headers=[(k, v) for k, v in envelope.kafka_headers()])
+    await topic.send(key=key.encode(), value=envelope.to_bytes(), headers=list(envelope.kafka_headers()))
 
 
-async def dead_letter(
-    dead_letters: faust.TopicT, event: faust.EventT, *, kind: str, reason: str, consumer: str
-) -> None:
-    message = event.message
-    raw = message.value if isinstance(message.value, bytes) else str(message.value).encode()
-    try:
-        value, encoding = raw.decode(), "utf-8"
-    except UnicodeDecodeError:
-        value, encoding = base64.b64encode(raw).decode(), "base64"
-    key = message.key.decode(errors="replace") if isinstance(message.key, bytes) else message.key
-    letter = DeadLetter(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=key,
-        value=value,
-        value_encoding=encoding,
-        error_kind=kind,
-        reason=reason,  # type: ignore[arg-type]
-        consumer=consumer,
-        failed_at=utcnow(),
+async def send_command(topics: Any, command: Command, key: str, traceparent: str | None) -> None:
+    """To the commands topic of the connector that carries it out."""
+    envelope = Envelope.wrap(
+        command,
+        type=events.COMMAND.format(kind=command.kind),
+        source_system="streams",
+        subject=key,
+        parent_traceparent=traceparent,
     )
-    log.error("%s: dead-lettering %s[%d]@%d: %s", consumer, message.topic, message.partition, message.offset, reason)
-    await send(
-        dead_letters,
-        key or "",
-        Envelope.wrap(letter, type=events.DEAD_LETTER, source_system=consumer, subject=key, visibility="restricted"),
-    )
+    await send(topics.commands(command.target), key, envelope)
 
 
-def parse(adapter: TypeAdapter[T], value: Any) -> T:
-    return adapter.validate_json(value)
-
-
-__all__ = ["ValidationError", "dead_letter", "parse", "send"]
+async def valid_envelopes(
+    stream: Any, adapter: TypeAdapter[Envelope[T]], dead_letters: faust.TopicT, *, consumer: str, what: str
+) -> AsyncIterator[Envelope[T]]:
+    """The stream's envelopes that match the contract; the others go to the dead-letter topic."""
+    async for event in stream.events():
+        try:
+            yield adapter.validate_json(event.value)
+        except ValidationError as exc:
+            letter = DeadLetter.of_record(
+                event.message,
+                error_kind="invalid",
+                reason=f"not a {what} envelope: {exc.error_count()} problem(s)",
+                consumer=consumer,
+            )
+            log.error(
+                "%s: dead-lettering %s[%d]@%d: %s",
+                consumer,
+                letter.topic,
+                letter.partition,
+                letter.offset,
+                letter.reason,
+            )
+            await send(
+                dead_letters,
+                letter.key or "",
+                Envelope.wrap(
+                    letter, type=events.DEAD_LETTER, source_system=consumer, subject=letter.key, visibility="restricted"
+                ),
+            )

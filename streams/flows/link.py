@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from schemas import events
 from schemas.commands import AddComment, FetchRecord, PostCard, command_id_for
@@ -23,7 +23,7 @@ from schemas.envelope import Envelope, utcnow
 from schemas.links import Link, LinkRequest
 from schemas.records import RecordEvent, RecordMissing, TicketRecord
 from schemas.social import SocialMessage
-from streams.flows.common import dead_letter, send
+from streams.flows.common import send, send_command, valid_envelopes
 from streams.mentions import MentionExtractor
 from streams.visibility import may_show
 
@@ -61,19 +61,15 @@ def register(ctx: StreamsContext) -> None:
     app, topics, tables = ctx.app, ctx.topics, ctx.tables
     extractor = MentionExtractor([(p.system, p.regex) for p in ctx.settings.streams.mention_patterns])
 
+    def envelopes(stream: Any, adapter: TypeAdapter[Any], what: str) -> Any:
+        return valid_envelopes(stream, adapter, topics.dead_letters, consumer="streams.link", what=what)
+
     async def emit_link(request: LinkRequest, record: TicketRecord, traceparent: str | None) -> None:
-        link_id = f"{request.thread.id}|{request.record.id}"
+        thread, ref = request.thread, request.record
         if not may_show(record.visibility, request.channel_visibility):
             LINKS.labels("hidden").inc()
-            log.info(
-                "not showing %s (%s) in %s (%s)",
-                record.ref.id,
-                record.visibility,
-                request.thread.id,
-                request.channel_visibility,
-            )
+            log.info("not showing %s (%s) in %s (%s)", ref.id, record.visibility, thread.id, request.channel_visibility)
             return
-        thread, ref = request.thread, request.record
         card = PostCard(
             command_id=command_id_for("post_card", thread.id, ref.id),
             target=thread.platform,
@@ -81,17 +77,7 @@ def register(ctx: StreamsContext) -> None:
             record=record,
             in_reply_to=request.message_id,
         )
-        await send(
-            topics.commands(thread.platform),
-            thread.id,
-            Envelope.wrap(
-                card,
-                type=events.COMMAND.format(kind=card.kind),
-                source_system="streams",
-                subject=thread.id,
-                parent_traceparent=traceparent,
-            ),
-        )
+        await send_command(topics, card, thread.id, traceparent)
         link = Link(thread=thread, record=ref, message_id=request.message_id, created_at=utcnow())
         await send(
             topics.links,
@@ -105,40 +91,19 @@ def register(ctx: StreamsContext) -> None:
             target=ref.system,
             record=ref,
             thread=thread,
-            body=f"Mentioned in a {thread.platform} thread (channel {thread.channel}):",
             permalink=request.permalink,
+            body=f"Mentioned in a {thread.platform} thread (channel {thread.channel}):",
         )
-        await send(
-            topics.commands(ref.system),
-            ref.id,
-            Envelope.wrap(
-                backlink,
-                type=events.COMMAND.format(kind=backlink.kind),
-                source_system="streams",
-                subject=ref.id,
-                parent_traceparent=traceparent,
-            ),
-        )
+        await send_command(topics, backlink, ref.id, traceparent)
         # Marked only after the commands are sent: a crash before this re-sends them, and the
         # sinks' ledger (deterministic command ids) keeps the card single.
-        tables.linked[link_id] = utcnow().isoformat()
+        tables.linked[link.id] = utcnow().isoformat()
         LINKS.labels("carded").inc()
 
     @app.agent(topics.social_messages, name="link.on_message")
     async def on_message(stream: Any) -> None:
         """Keyed by thread: find mentions, re-key each by record."""
-        async for event in stream.events():
-            try:
-                envelope = SOCIAL.validate_json(event.value)
-            except ValidationError as exc:
-                await dead_letter(
-                    topics.dead_letters,
-                    event,
-                    kind="invalid",
-                    consumer="streams.link",
-                    reason=f"not a social message envelope: {exc.error_count()} problem(s)",
-                )
-                continue
+        async for envelope in envelopes(stream, SOCIAL, "social message"):
             message = envelope.data
             if message.author.is_threadlink:
                 MESSAGES.labels("own").inc()  # never answer ourselves: no loops
@@ -172,18 +137,7 @@ def register(ctx: StreamsContext) -> None:
     @app.agent(topics.link_requests, name="link.on_link_request")
     async def on_link_request(stream: Any) -> None:
         """Keyed by record: meet the record table; fetch records we have never seen."""
-        async for event in stream.events():
-            try:
-                envelope = REQUEST.validate_json(event.value)
-            except ValidationError as exc:
-                await dead_letter(
-                    topics.dead_letters,
-                    event,
-                    kind="invalid",
-                    consumer="streams.link",
-                    reason=f"not a link request envelope: {exc.error_count()} problem(s)",
-                )
-                continue
+        async for envelope in envelopes(stream, REQUEST, "link request"):
             request = envelope.data
             record_id = request.record.id
             if f"{request.thread.id}|{record_id}" in tables.linked:
@@ -210,33 +164,12 @@ def register(ctx: StreamsContext) -> None:
                     target=request.record.system,
                     record=request.record,
                 )
-                await send(
-                    topics.commands(request.record.system),
-                    record_id,
-                    Envelope.wrap(
-                        fetch,
-                        type=events.COMMAND.format(kind=fetch.kind),
-                        source_system="streams",
-                        subject=record_id,
-                        parent_traceparent=envelope.traceparent,
-                    ),
-                )
+                await send_command(topics, fetch, record_id, envelope.traceparent)
 
     @app.agent(topics.records, name="link.on_record")
     async def on_record(stream: Any) -> None:
         """Keyed by record: keep the table current; release the requests that waited."""
-        async for event in stream.events():
-            try:
-                envelope = RECORD.validate_json(event.value)
-            except ValidationError as exc:
-                await dead_letter(
-                    topics.dead_letters,
-                    event,
-                    kind="invalid",
-                    consumer="streams.link",
-                    reason=f"not a record envelope: {exc.error_count()} problem(s)",
-                )
-                continue
+        async for envelope in envelopes(stream, RECORD, "record"):
             data = envelope.data
             record_id = data.ref.id
             waiting = list((tables.pending.get(record_id) or {}).get("requests", []))
@@ -252,10 +185,10 @@ def register(ctx: StreamsContext) -> None:
             known = tables.records.get(record_id)
             if known is not None and is_older(data, TICKET.validate_python(known)):
                 LINKS.labels("stale_record").inc()  # a late redelivery must not undo a newer update
+                record = TICKET.validate_python(known)
             else:
                 tables.records[record_id] = data.model_dump(mode="json")
-                known = None
-            record = TICKET.validate_python(known) if known is not None else data
+                record = data
             for item in waiting:
                 traceparent = item.pop("traceparent", None)
                 request = LinkRequest.model_validate(item)

@@ -6,6 +6,7 @@ import pytest
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 
 from schemas.topics import catalog
+from tests.integration.kafka_helpers import wait_for
 from threadlink.cli import main
 from threadlink.config import Settings
 from threadlink.topics_admin import apply_topics
@@ -31,14 +32,21 @@ def test_apply_creates_grows_configures_and_is_idempotent(kafka_bootstrap: str, 
         described = {t["name"]: t for t in admin.describe_topics(sorted(expected))}
         assert len(described[names.social_messages]["partitions"]) == 6
         assert len(described[names.records]["partitions"]) == len(described[names.link_requests]["partitions"])
-        configs = admin.describe_configs(
-            [
-                ConfigResource(ConfigResourceType.TOPIC, names.social_messages),
-                ConfigResource(ConfigResourceType.TOPIC, names.records),
-            ]
+        resources = [
+            ConfigResource(ConfigResourceType.TOPIC, names.social_messages),
+            ConfigResource(ConfigResourceType.TOPIC, names.records),
+        ]
+
+        # Config changes reach the broker's view through the metadata log: a moment later.
+        def applied() -> str | None:
+            text = str(admin.describe_configs(resources))
+            return text if "604800000" in text else None
+
+        text = wait_for(
+            applied,
+            timeout_s=20,
+            what="the catalog's retention (7 days, not the operator's 1 s)",
         )
-        text = str(configs)
-        assert "604800000" in text  # 7 days, not the operator's 1 s
         assert "'compact'" in text  # the record table's source is compacted
 
         again = apply_topics(settings)

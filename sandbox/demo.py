@@ -73,6 +73,26 @@ def sandbox_settings(
     )
 
 
+def stand_ins(ident: SandboxIdentity, port: int) -> tuple[FakeSlack, FakeJira]:
+    """Slack and Jira stand-ins that deliver their webhooks to threadlink's server on `port`."""
+    slack = FakeSlack(
+        signing_secret=ident.signing_secret,
+        bot_token=ident.bot_token,
+        events_url=f"http://127.0.0.1:{port}/webhooks/slack/events",
+        team_id=ident.team_id,
+        bot_user_id=ident.bot_user_id,
+        bot_id=ident.bot_id,
+        app_id=ident.app_id,
+    )
+    jira = FakeJira(
+        email=ident.jira_email,
+        api_token=ident.jira_token,
+        webhook_secret=ident.jira_webhook_secret,
+        webhook_url=f"http://127.0.0.1:{port}/webhooks/jira",
+    )
+    return slack, jira
+
+
 async def wait_for_reply(
     slack: FakeSlack, channel: str, ts: str, *, count: int = 1, timeout_s: float = 120
 ) -> list[dict[str, Any]]:
@@ -98,22 +118,7 @@ async def run_demo(once: bool, keep_kafka: bool) -> int:
     ident = SandboxIdentity()
     run_id = time.strftime("%Y%m%d%H%M%S")
     port = free_port(8787)
-    events_url = f"http://127.0.0.1:{port}/webhooks/slack/events"
-    jira = FakeJira(
-        email=ident.jira_email,
-        api_token=ident.jira_token,
-        webhook_secret=ident.jira_webhook_secret,
-        webhook_url=f"http://127.0.0.1:{port}/webhooks/jira",
-    )
-    slack = FakeSlack(
-        signing_secret=ident.signing_secret,
-        bot_token=ident.bot_token,
-        events_url=events_url,
-        team_id=ident.team_id,
-        bot_user_id=ident.bot_user_id,
-        bot_id=ident.bot_id,
-        app_id=ident.app_id,
-    )
+    slack, jira = stand_ins(ident, port)
     await jira.start()
     await slack.start()
     say(f"sandbox Slack at {slack.url}, sandbox Jira at {jira.url} (local stand-ins, not the real services)")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sandbox.demo import SandboxIdentity, free_port, sandbox_settings
+from sandbox.demo import SandboxIdentity, free_port, sandbox_settings, stand_ins
 from sandbox.jira_api import FakeJira
 from sandbox.slack_api import FakeSlack
 from threadlink.config import Settings
@@ -61,22 +61,7 @@ def start_sandbox(kafka_bootstrap: str, namespace: str, run_dir: Path) -> Sandbo
     loop = LoopThread()
     ident = SandboxIdentity()
     port = free_port(18787)
-    events_url = f"http://127.0.0.1:{port}/webhooks/slack/events"
-    slack = FakeSlack(
-        signing_secret=ident.signing_secret,
-        bot_token=ident.bot_token,
-        events_url=events_url,
-        team_id=ident.team_id,
-        bot_user_id=ident.bot_user_id,
-        bot_id=ident.bot_id,
-        app_id=ident.app_id,
-    )
-    jira = FakeJira(
-        email=ident.jira_email,
-        api_token=ident.jira_token,
-        webhook_secret=ident.jira_webhook_secret,
-        webhook_url=f"http://127.0.0.1:{port}/webhooks/jira",
-    )
+    slack, jira = stand_ins(ident, port)
     loop.run(slack.start())
     loop.run(jira.start())
     base = Settings(kafka={"bootstrap_servers": kafka_bootstrap})
@@ -89,7 +74,7 @@ def start_sandbox(kafka_bootstrap: str, namespace: str, run_dir: Path) -> Sandbo
         }
     )
     children = start_deployment(settings, run_dir)
-    return SandboxDeployment(loop, slack, jira, ident, settings, children, events_url)
+    return SandboxDeployment(loop, slack, jira, ident, settings, children, slack.events_url or "")
 
 
 def stop_sandbox(deployment: SandboxDeployment) -> None:

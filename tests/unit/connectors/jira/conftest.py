@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -13,38 +12,12 @@ from connectors.jira.config import JiraConfig
 from sandbox.contracts import SpecsMissing
 from sandbox.contracts.jira import JiraContract, jira_contract
 from sandbox.jira_api import FakeJira
-from schemas.envelope import Envelope
 from schemas.topics import TopicNames
+from tests.unit.connectors.recording import RecordingPublisher
 
 EMAIL = "bot@example.com"
 API_TOKEN = "api-token-not-a-real-one"
 WEBHOOK_SECRET = "webhook-secret-for-tests"
-
-
-@dataclass
-class Published:
-    topic: str
-    key: str
-    envelope: Envelope[Any]
-
-
-@dataclass
-class RecordingPublisher:
-    """The Publisher protocol, recording instead of sending. `fail_with` makes publish raise
-    (a broker that is away)."""
-
-    published: list[Published] = field(default_factory=list)
-    fail_with: Exception | None = None
-
-    async def publish(self, topic: str, key: str, envelope: Envelope[Any]) -> None:
-        if self.fail_with is not None:
-            raise self.fail_with
-        # What goes on the wire must serialise: a model that cannot is a bug here, not in Kafka.
-        envelope.to_bytes()
-        self.published.append(Published(topic, key, envelope))
-
-    def on(self, topic: str) -> list[Published]:
-        return [p for p in self.published if p.topic == topic]
 
 
 @pytest.fixture

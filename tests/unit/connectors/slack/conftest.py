@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -16,8 +15,8 @@ from connectors.slack.source import signed_headers
 from sandbox.contracts import SpecsMissing, spec_file
 from sandbox.contracts.slack import EVENT_WRAPPER_SPEC, EVENTS_API_SPEC, WEB_API_SPEC
 from sandbox.slack_api import FakeSlack
-from schemas.envelope import Envelope
 from schemas.topics import TopicNames
+from tests.unit.connectors.recording import RecordingPublisher
 
 SIGNING_SECRET = "signing-secret-for-tests-only"
 BOT_TOKEN = "xoxb-test-token-not-a-real-one"
@@ -26,32 +25,6 @@ BOT_USER_ID = "U0THREADLNK"
 BOT_ID = "B0THREADLNK"
 APP_ID = "A0THREADLNK"
 CHANNEL = "C0GENERAL1"
-
-
-@dataclass
-class Published:
-    topic: str
-    key: str
-    envelope: Envelope[Any]
-
-
-@dataclass
-class RecordingPublisher:
-    """The Publisher protocol, recording instead of sending. The next `fail_times` publishes
-    raise `fail_with` (a broker that is away)."""
-
-    published: list[Published] = field(default_factory=list)
-    fail_with: Exception = field(default_factory=lambda: ConnectionError("broker unavailable"))
-    fail_times: int = 0
-    attempts: int = 0
-
-    async def publish(self, topic: str, key: str, envelope: Envelope[Any]) -> None:
-        self.attempts += 1
-        if self.fail_times > 0:
-            self.fail_times -= 1
-            raise self.fail_with
-        envelope.to_bytes()  # what goes on the wire must serialise
-        self.published.append(Published(topic, key, envelope))
 
 
 def event_payload(

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.contracts import SpecsMissing, spec_file
 from sandbox.jira_api import FakeJira
 from sandbox.slack_api import FakeSlack
 from threadlink.config import Settings
@@ -73,9 +74,21 @@ def sandbox_settings(
     )
 
 
-def stand_ins(ident: SandboxIdentity, port: int) -> tuple[FakeSlack, FakeJira]:
+def specs_available() -> bool:
+    """The stand-ins check every request against the vendors' specs when they are at hand."""
+    try:
+        spec_file("slack/slack_web_openapi_v2.json")
+        spec_file("jira/platform-swagger.v3.json")
+    except SpecsMissing as exc:
+        say(f"{exc}; the sandbox runs without contract checks")
+        return False
+    return True
+
+
+def stand_ins(ident: SandboxIdentity, port: int, *, check_contracts: bool = True) -> tuple[FakeSlack, FakeJira]:
     """Slack and Jira stand-ins that deliver their webhooks to threadlink's server on `port`."""
     slack = FakeSlack(
+        check_contracts=check_contracts,
         signing_secret=ident.signing_secret,
         bot_token=ident.bot_token,
         events_url=f"http://127.0.0.1:{port}/webhooks/slack/events",
@@ -85,6 +98,7 @@ def stand_ins(ident: SandboxIdentity, port: int) -> tuple[FakeSlack, FakeJira]:
         app_id=ident.app_id,
     )
     jira = FakeJira(
+        check_contracts=check_contracts,
         email=ident.jira_email,
         api_token=ident.jira_token,
         webhook_secret=ident.jira_webhook_secret,
@@ -118,13 +132,13 @@ async def run_demo(once: bool, keep_kafka: bool) -> int:
     ident = SandboxIdentity()
     run_id = time.strftime("%Y%m%d%H%M%S")
     port = free_port(8787)
-    slack, jira = stand_ins(ident, port)
-    await jira.start()
-    await slack.start()
-    say(f"sandbox Slack at {slack.url}, sandbox Jira at {jira.url} (local stand-ins, not the real services)")
-    settings = sandbox_settings(base, ident, slack.url, jira.url, port, run_id)
+    slack, jira = stand_ins(ident, port, check_contracts=specs_available())
     children: ChildProcesses | None = None
     try:
+        await jira.start()
+        await slack.start()
+        say(f"sandbox Slack at {slack.url}, sandbox Jira at {jira.url} (local stand-ins, not the real services)")
+        settings = sandbox_settings(base, ident, slack.url, jira.url, port, run_id)
         children = await asyncio.to_thread(start_deployment, settings, RUN_DIR / "sandbox")
         started = time.monotonic()
 
@@ -173,6 +187,9 @@ async def run_demo(once: bool, keep_kafka: bool) -> int:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1)
         return 0
+    except (TimeoutError, RuntimeError) as exc:
+        say(f"the demo did not complete: {exc}")
+        return 1
     finally:
         if children is not None:
             await asyncio.to_thread(children.stop)

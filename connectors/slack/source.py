@@ -139,7 +139,10 @@ class SlackEventsSource(WebhookSource):
             log.warning("slack says events for app %s are being rate limited", payload.get("api_app_id"))
             return WebhookResponse()
         if kind != "event_callback":
-            raise SkippableError(f"slack events: unknown envelope type {str(kind)[:40]!r}")
+            # Acknowledged, not refused: Slack retries non-2xx answers and turns off the
+            # subscriptions of apps that fail too often. A type we do not know is not an error.
+            log.info("slack events: ignoring envelope type %r", str(kind)[:40])
+            return WebhookResponse()
 
         event_id = payload.get("event_id")
         if not isinstance(event_id, str) or not event_id:

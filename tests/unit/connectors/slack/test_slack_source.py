@@ -291,7 +291,6 @@ async def test_a_redelivery_during_the_first_publish_waits_for_it(
         (b"{not json", "not JSON"),
         (b"\xff\xfe", "not JSON"),
         (b"[1, 2]", "not a JSON object"),
-        (json.dumps({"type": "block_actions"}).encode(), "unknown envelope type"),
         (json.dumps({"type": "event_callback", "event": {"type": "message"}}).encode(), "without event_id"),
         (json.dumps({"type": "event_callback", "event_id": "Ev1", "team_id": TEAM_ID}).encode(), "without event"),
         (json.dumps(event_payload({"type": "message", "text": "no channel, no ts"})).encode(), "without channel or ts"),
@@ -303,6 +302,14 @@ async def test_payloads_that_cannot_be_understood_are_skippable(
 ) -> None:
     with pytest.raises(SkippableError, match=reason):
         await deliver(source, body)
+    assert publisher.published == []
+
+
+async def test_unknown_envelope_types_are_acknowledged_not_refused(
+    source: SlackEventsSource, publisher: RecordingPublisher
+) -> None:
+    response = await deliver(source, json.dumps({"type": "block_actions"}).encode())
+    assert response.status == 200
     assert publisher.published == []
 
 

@@ -4,7 +4,7 @@ does not parse, explicitly, before Faust acks it), send envelopes with their tra
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import faust
@@ -34,32 +34,36 @@ async def send_command(topics: Any, command: Command, key: str, traceparent: str
     await send(topics.commands(command.target), key, envelope)
 
 
-async def valid_envelopes(
-    stream: Any, adapter: TypeAdapter[Envelope[T]], dead_letters: faust.TopicT, *, consumer: str, what: str
-) -> AsyncIterator[Envelope[T]]:
-    """The stream's envelopes that match the contract; the others go to the dead-letter topic."""
+async def process(
+    stream: Any,
+    adapter: TypeAdapter[Envelope[T]],
+    handler: Callable[[Envelope[T]], Awaitable[None]],
+    dead_letters: faust.TopicT,
+    *,
+    consumer: str,
+    what: str,
+) -> None:
+    """Run `handler` on each envelope of the stream. Faust acks an event whose handler raised,
+    so nothing may escape: input that does not match the contract, and a handler that fails,
+    both put the event on the dead-letter topic (with the reason) before it is acked."""
     async for event in stream.events():
         try:
-            yield adapter.validate_json(event.value)
+            envelope = adapter.validate_json(event.value)
         except ValidationError as exc:
-            letter = DeadLetter.of_record(
-                event.message,
-                error_kind="invalid",
-                reason=f"not a {what} envelope: {exc.error_count()} problem(s)",
-                consumer=consumer,
-            )
-            log.error(
-                "%s: dead-lettering %s[%d]@%d: %s",
-                consumer,
-                letter.topic,
-                letter.partition,
-                letter.offset,
-                letter.reason,
-            )
-            await send(
-                dead_letters,
-                letter.key or "",
-                Envelope.wrap(
-                    letter, type=events.DEAD_LETTER, source_system=consumer, subject=letter.key, visibility="restricted"
-                ),
-            )
+            reason = f"not a {what} envelope: {exc.error_count()} problem(s)"
+            await _dead_letter(event, dead_letters, consumer, "invalid", reason)
+            continue
+        try:
+            await handler(envelope)
+        except Exception as exc:
+            log.exception("%s: handling %s %s failed", consumer, what, envelope.id)
+            await _dead_letter(event, dead_letters, consumer, "fatal", f"{type(exc).__name__}: {exc}"[:500])
+
+
+async def _dead_letter(event: Any, dead_letters: faust.TopicT, consumer: str, kind: str, reason: str) -> None:
+    letter = DeadLetter.of_record(event.message, error_kind=kind, reason=reason, consumer=consumer)
+    log.error("%s: dead-lettering %s[%d]@%d: %s", consumer, letter.topic, letter.partition, letter.offset, reason)
+    envelope = Envelope.wrap(
+        letter, type=events.DEAD_LETTER, source_system=consumer, subject=letter.key, visibility="restricted"
+    )
+    await send(dead_letters, letter.key or "", envelope)

@@ -23,7 +23,7 @@ from schemas.envelope import Envelope, utcnow
 from schemas.links import Link, LinkRequest
 from schemas.records import RecordEvent, RecordMissing, TicketRecord
 from schemas.social import SocialMessage
-from streams.flows.common import send, send_command, valid_envelopes
+from streams.flows.common import process, send, send_command
 from streams.mentions import MentionExtractor
 from streams.visibility import may_show
 
@@ -61,8 +61,8 @@ def register(ctx: StreamsContext) -> None:
     app, topics, tables = ctx.app, ctx.topics, ctx.tables
     extractor = MentionExtractor([(p.system, p.regex) for p in ctx.settings.streams.mention_patterns])
 
-    def envelopes(stream: Any, adapter: TypeAdapter[Any], what: str) -> Any:
-        return valid_envelopes(stream, adapter, topics.dead_letters, consumer="streams.link", what=what)
+    async def run(stream: Any, adapter: TypeAdapter[Any], handler: Any, what: str) -> None:
+        await process(stream, adapter, handler, topics.dead_letters, consumer="streams.link", what=what)
 
     async def emit_link(request: LinkRequest, record: TicketRecord, traceparent: str | None) -> None:
         thread, ref = request.thread, request.record
@@ -103,14 +103,15 @@ def register(ctx: StreamsContext) -> None:
     @app.agent(topics.social_messages, name="link.on_message")
     async def on_message(stream: Any) -> None:
         """Keyed by thread: find mentions, re-key each by record."""
-        async for envelope in envelopes(stream, SOCIAL, "social message"):
+
+        async def handle(envelope: Envelope[SocialMessage]) -> None:
             message = envelope.data
             if message.author.is_threadlink:
                 MESSAGES.labels("own").inc()  # never answer ourselves: no loops
-                continue
+                return
             if message.action == "deleted":
                 MESSAGES.labels("ignored").inc()
-                continue
+                return
             refs = extractor.extract(message.text)
             MESSAGES.labels("mentions" if refs else "none").inc()
             for ref in refs:
@@ -134,19 +135,22 @@ def register(ctx: StreamsContext) -> None:
                     ),
                 )
 
+        await run(stream, SOCIAL, handle, "social message")
+
     @app.agent(topics.link_requests, name="link.on_link_request")
     async def on_link_request(stream: Any) -> None:
         """Keyed by record: meet the record table; fetch records we have never seen."""
-        async for envelope in envelopes(stream, REQUEST, "link request"):
+
+        async def handle(envelope: Envelope[LinkRequest]) -> None:
             request = envelope.data
             record_id = request.record.id
             if f"{request.thread.id}|{record_id}" in tables.linked:
                 LINKS.labels("already_linked").inc()
-                continue
+                return
             known = tables.records.get(record_id)
             if known is not None:
                 await emit_link(request, TICKET.validate_python(known), envelope.traceparent)
-                continue
+                return
             pending = dict(tables.pending.get(record_id) or {"fetched_at": 0.0, "requests": []})
             waiting = [w for w in pending["requests"] if w["thread"] != request.thread.model_dump()]
             waiting.append(request.model_dump(mode="json") | {"traceparent": envelope.traceparent})
@@ -166,10 +170,13 @@ def register(ctx: StreamsContext) -> None:
                 )
                 await send_command(topics, fetch, record_id, envelope.traceparent)
 
+        await run(stream, REQUEST, handle, "link request")
+
     @app.agent(topics.records, name="link.on_record")
     async def on_record(stream: Any) -> None:
         """Keyed by record: keep the table current; release the requests that waited."""
-        async for envelope in envelopes(stream, RECORD, "record"):
+
+        async def handle(envelope: Envelope[RecordEvent]) -> None:
             data = envelope.data
             record_id = data.ref.id
             waiting = list((tables.pending.get(record_id) or {}).get("requests", []))
@@ -181,7 +188,7 @@ def register(ctx: StreamsContext) -> None:
                     LINKS.labels("missing").inc()
                 if waiting:
                     log.info("%s does not exist (%s): %d mention(s) get no card", record_id, data.reason, len(waiting))
-                continue
+                return
             known = tables.records.get(record_id)
             if known is not None and is_older(data, TICKET.validate_python(known)):
                 LINKS.labels("stale_record").inc()  # a late redelivery must not undo a newer update
@@ -194,3 +201,5 @@ def register(ctx: StreamsContext) -> None:
                 request = LinkRequest.model_validate(item)
                 if f"{request.thread.id}|{record_id}" not in tables.linked:
                     await emit_link(request, record, traceparent or envelope.traceparent)
+
+        await run(stream, RECORD, handle, "record")

@@ -13,7 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from connectors.runtime.kafka import KafkaPublisher
 from sandbox.slack_api import sign
+from schemas.commands import DeadLetter
 from schemas.envelope import Envelope
 from schemas.links import LinkRequest
 from schemas.records import RecordEvent, RecordMissing
@@ -211,3 +213,32 @@ def test_both_processes_serve_prometheus_metrics(sandbox: SandboxDeployment, cha
         what="the streams worker's /metrics",
     )
     assert 'threadlink_stream_links_total{outcome="carded"}' in streams
+
+
+def test_input_that_breaks_the_contract_is_dead_lettered_and_the_flow_goes_on(
+    sandbox: SandboxDeployment, channel: str
+) -> None:
+    kafka = sandbox.settings.kafka
+    poison = b'{"specversion": "1.0", "type": "io.threadlink.social.message.posted", "data": {"text": "SHOP-1"}}'
+
+    async def publish() -> None:
+        publisher = KafkaPublisher(kafka.bootstrap_servers or "", client_id="tests")
+        try:
+            await publisher.publish_raw(kafka.topics.social_messages, f"poison-{channel}", poison, [])
+        finally:
+            await asyncio.to_thread(publisher.close)
+
+    sandbox.loop.run(publish())
+    letters = wait_for(
+        lambda: [
+            e.data
+            for e in envelopes(kafka.bootstrap_servers or "", kafka.topics.dead_letters, DeadLetter)
+            if e.data.key == f"poison-{channel}"
+        ],
+        what="the poison message in the dead-letter topic",
+    )
+    assert letters[0].consumer == "streams.link" and letters[0].error_kind == "invalid"
+    assert letters[0].original_value() == poison
+    put_issue(sandbox, "SHOP-8", "After the poison")
+    ts = sandbox.post(channel, "SHOP-8 still works?")
+    wait_for(lambda: sandbox.cards(channel, ts), what="a card after the poison message")

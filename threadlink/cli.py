@@ -1,4 +1,4 @@
-"""The `threadlink` command.
+"""threadlink links social threads (Slack, Matrix, ...) to core systems over Apache Kafka.
 
 threadlink run                      everything in one go (no config: the sandbox demo)
 threadlink connectors run           webhook sources, pollers and sinks of the configured connectors
@@ -16,6 +16,8 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+
+from kafka.errors import KafkaError
 
 from threadlink.config import ConfigError, Settings, load_settings
 
@@ -218,6 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"threadlink: the configuration has problems:\n{exc}", file=sys.stderr)
         return 2
+    except KafkaError as exc:
+        print(
+            f"threadlink: Kafka did not answer ({exc}); check kafka.bootstrap_servers and that the "
+            "brokers are up (`threadlink dev kafka status` for the local one)",
+            file=sys.stderr,
+        )
+        return 3
     except KeyboardInterrupt:
         return 130
 

@@ -249,8 +249,7 @@ class LocalKafka:
                         *jvm,
                         "kafka.tools.StorageTool",
                         "format",
-                        "-t",
-                        cluster_id,
+                        f"--cluster-id={cluster_id}",
                         "-c",
                         str(props),
                         "--ignore-formatted",
@@ -289,7 +288,12 @@ class LocalKafka:
             # KRaft wants a base64 UUID of 22 characters (what kafka-storage random-uuid prints).
             import base64
 
-            shared.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+            # Like Kafka's own Uuid.randomUuid(): never starting with '-', which a command line
+            # would read as an option.
+            cluster_id = "-"
+            while cluster_id.startswith("-"):
+                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            shared.write_text(cluster_id)
         return shared.read_text().strip()
 
     def wait_ready(self) -> None:

@@ -205,14 +205,24 @@ def test_both_processes_serve_prometheus_metrics(sandbox: SandboxDeployment, cha
     ts = sandbox.post(channel, "SHOP-6 please")
     wait_for(lambda: sandbox.cards(channel, ts), what="a card")
     http = sandbox.settings.http
-    connectors = httpx.get(f"http://{http.host}:{http.port}/metrics", timeout=10).text
-    assert 'threadlink_connector_webhook_requests_total{connector="slack",outcome="accepted"}' in connectors
-    assert 'threadlink_sink_commands_total{connector="slack",kind="post_card",outcome="done"}' in connectors
-    streams = wait_for(
-        lambda: httpx.get(f"http://127.0.0.1:{sandbox.settings.streams.web_port}/metrics", timeout=10).text,
-        what="the streams worker's /metrics",
+    expected = (
+        'threadlink_connector_webhook_requests_total{connector="slack",outcome="accepted"}',
+        # counted once the ledger has it, a moment after the card is visible
+        'threadlink_sink_commands_total{connector="slack",kind="post_card",outcome="done"}',
     )
-    assert 'threadlink_stream_links_total{outcome="carded"}' in streams
+    wait_for(
+        lambda: all(m in httpx.get(f"http://{http.host}:{http.port}/metrics", timeout=10).text for m in expected),
+        what="the connectors' /metrics counting the webhook and the card",
+    )
+    # The card can be in the thread before the stream has counted it (it counts after sending
+    # the link and the back-link too), so wait for the count.
+    wait_for(
+        lambda: (
+            'threadlink_stream_links_total{outcome="carded"}'
+            in httpx.get(f"http://127.0.0.1:{sandbox.settings.streams.web_port}/metrics", timeout=10).text
+        ),
+        what="the streams worker's /metrics counting the card",
+    )
 
 
 def test_input_that_breaks_the_contract_is_dead_lettered_and_the_flow_goes_on(

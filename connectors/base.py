@@ -134,6 +134,12 @@ class Sink(ABC):
     async def stop(self) -> None:
         """Once, after the last command."""
 
+    def outcome_unknown(self, command_id: str) -> None:
+        """Called by the runtime before `execute` when an earlier attempt of this command was
+        started but never recorded as done (a crash, a restart, another instance took over):
+        its effect may exist. A sink that can check the platform should look before acting
+        again. The default does nothing."""
+
     @abstractmethod
     async def execute(self, command: Command, envelope: Envelope[Command]) -> dict[str, Any]:
         """Do the side effect of one command. Return a small JSON-able result (e.g. the id of

@@ -64,10 +64,12 @@ Command = Annotated[PostCard | UpdateCard | AddComment | CreateTicket | FetchRec
 
 
 class LedgerEntry(BaseModel):
-    """A side effect that was done: sinks skip commands whose id is in the ledger."""
+    """A side effect that was done (sinks skip commands whose id is in the ledger), or that was
+    started: an `attempted` entry without a later `done` one means its outcome is unknown."""
 
     command_id: str
     target: str
+    state: Literal["attempted", "done"] = "done"
     done_at: datetime
     result: dict[str, Any] = Field(default_factory=dict)
 

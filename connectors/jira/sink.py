@@ -58,6 +58,9 @@ class JiraSink(Sink):
     async def stop(self) -> None:
         await self.client.aclose()
 
+    def outcome_unknown(self, command_id: str) -> None:
+        self._unsure.remember(command_id)  # look for our own post before posting again
+
     async def execute(self, command: Command, envelope: Envelope[Command]) -> dict[str, Any]:
         if isinstance(command, FetchRecord):
             return await self._fetch(command, envelope)

@@ -57,6 +57,8 @@ class SinkRunner:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sink-{name}")
         self._consumer: KafkaConsumer | None = None
         self._ledger: set[str] = set()
+        self._attempted: set[str] = set()
+        """Started, never recorded as done: the outcome is unknown."""
         self._stopping = asyncio.Event()
 
     @property
@@ -109,6 +111,10 @@ class SinkRunner:
             return
         started = time.perf_counter()
         attempts = 0
+        if command.command_id in self._attempted:
+            self.sink.outcome_unknown(command.command_id)
+        # Recorded before the side effect: a crash during it leaves the outcome known to be unknown.
+        await self._record(command.command_id, "attempted", {}, envelope.traceparent)
 
         async def attempt() -> dict[str, Any]:
             nonlocal attempts
@@ -139,7 +145,7 @@ class SinkRunner:
 
         # The side effect happened: the ledger write is retried on its own, never the effect again.
         async def remember() -> None:
-            await self._remember(command.command_id, result or {}, envelope.traceparent)
+            await self._record(command.command_id, "done", result or {}, envelope.traceparent)
 
         await self.retry.call(remember)
         metrics.SINK_COMMANDS.labels(self.name, command.kind, "done").inc()
@@ -148,8 +154,8 @@ class SinkRunner:
             max(0.0, (utcnow() - envelope.occurred_at).total_seconds())
         )
 
-    async def _remember(self, command_id: str, result: dict[str, Any], traceparent: str | None) -> None:
-        entry = LedgerEntry(command_id=command_id, target=self.name, done_at=utcnow(), result=result)
+    async def _record(self, command_id: str, state: str, result: dict[str, Any], traceparent: str | None) -> None:
+        entry = LedgerEntry(command_id=command_id, target=self.name, state=state, done_at=utcnow(), result=result)
         envelope = Envelope.wrap(
             entry,
             type=events.LEDGER_DONE,
@@ -159,7 +165,14 @@ class SinkRunner:
             visibility="restricted",
         )
         await self.publisher.publish(self.topics.ledger, command_id, envelope)
-        self._ledger.add(command_id)
+        self._note(entry)
+
+    def _note(self, entry: LedgerEntry) -> None:
+        if entry.state == "done":
+            self._ledger.add(entry.command_id)
+            self._attempted.discard(entry.command_id)
+        elif entry.command_id not in self._ledger:
+            self._attempted.add(entry.command_id)
         metrics.LEDGER_SIZE.labels(self.name).set(len(self._ledger))
 
     async def _dead_letter(self, record: Any, kind: str, reason: str, attempts: int = 1) -> None:
@@ -189,8 +202,7 @@ class SinkRunner:
             except ValidationError:
                 continue
             if entry.target == self.name:
-                self._ledger.add(entry.command_id)
-        metrics.LEDGER_SIZE.labels(self.name).set(len(self._ledger))
+                self._note(entry)  # one key's entries share a partition: attempted, then done
 
     def _subscribe(self) -> KafkaConsumer:
         consumer = KafkaConsumer(

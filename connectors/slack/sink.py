@@ -57,6 +57,9 @@ class SlackSink(Sink):
     async def stop(self) -> None:
         await self._client.aclose()
 
+    def outcome_unknown(self, command_id: str) -> None:
+        self._unsure.remember(command_id)  # look for our own post before posting again
+
     async def execute(self, command: Command, envelope: Envelope[Command]) -> dict[str, Any]:
         if isinstance(command, PostCard):
             return await self._post_card(command)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -31,6 +32,10 @@ class ScriptedSink(Sink):
     def __init__(self, failures: dict[str, list[Exception]]) -> None:
         self.failures = failures
         self.executed: list[str] = []
+        self.unknown: list[str] = []
+
+    def outcome_unknown(self, command_id: str) -> None:
+        self.unknown.append(command_id)
 
     async def execute(self, command: Command, envelope: Envelope[Command]) -> dict[str, Any]:
         script = self.failures.get(command.record.key, [])  # type: ignore[union-attr]
@@ -173,4 +178,34 @@ async def test_dead_letters_are_replayed_once_after_the_fix(kafka_bootstrap: str
     )
     await run_until(runner, lambda: len(sink.executed) == 2)
     assert sink.executed[1] == fetch("AUTH-1").data.command_id
+    publisher.close()
+
+
+async def test_a_command_started_before_a_crash_is_flagged_outcome_unknown(
+    kafka_bootstrap: str, topics: TopicNames
+) -> None:
+    publisher = KafkaPublisher(kafka_bootstrap, client_id="tests")
+    crashed, fresh = fetch("CRASH-1"), fetch("NEW-1")
+    # What a sink that died during the API call leaves behind: an `attempted` entry, no `done`.
+    attempted = LedgerEntry(
+        command_id=crashed.data.command_id, target="echo", state="attempted", done_at=datetime.now(UTC)
+    )
+    await publisher.publish(
+        topics.ledger, attempted.command_id, Envelope.wrap(attempted, type=events.LEDGER_DONE, source_system="tests")
+    )
+    for envelope in (crashed, fresh):
+        await publisher.publish(topics.commands("echo"), "k", envelope)
+    sink = ScriptedSink({})
+    runner = SinkRunner(
+        "echo", sink, bootstrap_servers=kafka_bootstrap, topics=topics, publisher=publisher, client_id="tests"
+    )
+    await run_until(runner, lambda: len(sink.executed) == 2)
+    assert sink.unknown == [crashed.data.command_id]  # the sink is told to look before acting
+    ledger = envelopes(kafka_bootstrap, topics.ledger, LedgerEntry)
+
+    def states(command: Envelope[Command]) -> list[str]:
+        return [e.data.state for e in ledger if e.data.command_id == command.data.command_id]
+
+    assert states(crashed) == ["attempted", "attempted", "done"]  # the crash's, then this run's
+    assert states(fresh) == ["attempted", "done"]
     publisher.close()

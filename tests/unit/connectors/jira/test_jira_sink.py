@@ -455,3 +455,21 @@ async def test_the_commands_remembered_as_unsure_are_bounded(
         await sink.execute(*commands[2])
     assert seen == ["GET", "POST"]
     await sink.stop()
+
+
+async def test_after_a_restart_the_runtimes_outcome_unknown_makes_the_sink_look_first(
+    sink: JiraSink, fake_jira: FakeJira, make_config: Callable[..., JiraConfig], ctx: ConnectorContext
+) -> None:
+    await fake_jira.put_issue("OPS-1", "Checkout is down")
+    command, envelope = add_comment()
+    await sink.execute(command, envelope)  # then the process died before the ledger heard
+    restarted = JiraSink(make_config(fake_jira.url), ctx)
+    await restarted.start()
+    try:
+        restarted.outcome_unknown(command.command_id)  # what SinkRunner does for an `attempted` entry
+        result = await restarted.execute(command, envelope)
+    finally:
+        await restarted.stop()
+    assert result["recovered"] is True
+    assert len(fake_jira.comments("OPS-1")) == 1
+    fake_jira.assert_no_violations()

@@ -398,3 +398,21 @@ async def test_fake_slack_keeps_block_ids_and_refuses_those_slack_would(fake_sla
         replies = (await http.get("conversations.replies", params={"channel": CHANNEL, "ts": root})).json()
     assert replies["messages"][-1]["blocks"] == kept
     fake_slack.assert_no_violations()
+
+
+async def test_after_a_restart_the_runtimes_outcome_unknown_makes_the_sink_look_first(
+    fake_slack: FakeSlack, quick_sink: SlackSink
+) -> None:
+    root = await fake_slack.post_user_message(CHANNEL, "PROJ-1 again")
+    command = post_card(root)
+    await quick_sink.execute(command, envelope(command))  # then the process died before the ledger heard
+    restarted = SlackSink(SlackClient(make_config(api_base_url=fake_slack.api_url)), identity())
+    await restarted.start()
+    try:
+        restarted.outcome_unknown(command.command_id)  # what SinkRunner does for an `attempted` entry
+        result = await restarted.execute(command, envelope(command))
+    finally:
+        await restarted.stop()
+    assert result["recovered"] is True
+    assert len(cards(fake_slack, root)) == 1
+    fake_slack.assert_no_violations()

@@ -122,10 +122,11 @@ class PollingSource(ABC):
 class Sink(ABC):
     """Carries out commands addressed to this connector.
 
-    The runtime consumes `<namespace>.commands.<name>`, skips commands whose `command_id`
-    is in the ledger, retries `RetriableError` with backoff and jitter (honouring
-    `retry_after`), sends `FatalError`/`SkippableError`/exhausted retries to the dead-letter
-    topic, records successes in the ledger, and only then commits the offset.
+    The runtime consumes `<namespace>.commands.<name>` and skips commands whose `command_id`
+    the ledger has as done. It records an `attempted` entry before calling `execute`, retries
+    `RetriableError` with backoff and jitter (honouring `retry_after`), sends
+    `FatalError`/`SkippableError`/exhausted retries to the dead-letter topic, records successes
+    as done, and only then commits the offset, one command at a time.
     """
 
     async def start(self) -> None:

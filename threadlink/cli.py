@@ -152,6 +152,12 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
     for letter in report.replayed:
         print(f"{verb} {letter.topic}[{letter.partition}]@{letter.offset} ({letter.error_kind}: {letter.reason})")
     print(f"{verb} {len(report.replayed)}, skipped {report.skipped}", file=sys.stderr)
+    if not report.complete:
+        print(
+            "threadlink: stopped at the time limit before the end of the topic; run it again for the rest",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -227,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 3
+    except (RuntimeError, TimeoutError) as exc:  # an operation failed for a reason it states
+        if args.verbose:
+            raise
+        print(f"threadlink: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -23,6 +23,8 @@ REPLAY_HEADER = "threadlink-replay-of"
 class ReplayReport:
     replayed: list[DeadLetter]
     skipped: int
+    complete: bool
+    """False when the time limit ended the replay early: run it again for the rest."""
 
 
 def list_dead_letters(settings: Settings) -> list[tuple[int, DeadLetter]]:
@@ -40,18 +42,20 @@ def replay(
     settings: Settings, *, consumer: str | None = None, dry_run: bool = False, timeout_s: float = 30
 ) -> ReplayReport:
     """Send every dead letter not replayed before back to its topic (those of `consumer` only,
-    if given). Progress is a consumer group, so each letter is replayed once."""
+    if given). Progress is a consumer group per filter, so each letter is replayed once per
+    filter; sinks skip what their ledger has as done, so a second replay does no harm."""
     kafka = settings.kafka
     servers = (kafka.bootstrap_servers or "").split(",")
     reader = KafkaConsumer(
         bootstrap_servers=servers,
-        group_id=f"{kafka.namespace}.dlq-replay",
+        # One progress per filter: replaying one consumer's letters never marks another's as done.
+        group_id=f"{kafka.namespace}.dlq-replay" + (f".{consumer}" if consumer else ""),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         client_id="threadlink-dlq",
     )
     publisher = None if dry_run else KafkaPublisher(kafka.bootstrap_servers or "", client_id="threadlink-dlq")
-    report = ReplayReport(replayed=[], skipped=0)
+    report = ReplayReport(replayed=[], skipped=0, complete=False)
     try:
         partitions = [
             TopicPartition(kafka.topics.dead_letters, p)
@@ -81,6 +85,7 @@ def replay(
                             )
                         )
                     report.replayed.append(letter)
+        report.complete = all(reader.position(tp) >= end[tp] for tp in partitions)
         if publisher is not None:
             reader.commit()
     finally:

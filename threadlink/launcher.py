@@ -174,6 +174,7 @@ def run_all(config: str | None, once: bool, keep_kafka: bool) -> int:
     settings, started_kafka = ensure_kafka(load_settings(config))
     signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop is a Ctrl-C: children stop too
     children: ChildProcesses | None = None
+    status = 0
     try:
         children = start_deployment(settings, RUN_DIR)
         say("running; Ctrl-C stops")
@@ -182,9 +183,15 @@ def run_all(config: str | None, once: bool, keep_kafka: bool) -> int:
             time.sleep(1)
     except KeyboardInterrupt:
         pass
+    except (RuntimeError, TimeoutError) as exc:  # a child died, topics failed, a child never came up
+        say(f"stopped: {exc}")
+        status = 1
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the clean-up short and leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if children is not None:
             children.stop()
         if started_kafka is not None and not keep_kafka:
             started_kafka.down(quiet=True)  # type: ignore[attr-defined]
-    return 0
+    return status

@@ -61,9 +61,17 @@ def apply_topics(settings: Settings, *, timeout_s: float = 60) -> list[str]:
             grow = {s.name: NewPartitions(s.partitions) for s in present if described.get(s.name, 0) < s.partitions}
             if grow:
                 admin.create_partitions(grow)
-            admin.alter_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.configs(rf)) for s in present]
+            # raise_on_unknown=False: the client's own check asks the broker about the topic first,
+            # and a topic created a moment ago may not be in that answer yet.
+            answer = admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.configs(rf)) for s in present],
+                raise_on_unknown=False,
             )
+            refused = {name: result for name, result in answer.get("topic", {}).items() if result != "OK"}
+            if refused:
+                raise RuntimeError(
+                    "the broker refused topic configs: " + "; ".join(f"{n}: {r}" for n, r in refused.items())
+                )
             for s in present:
                 have = described.get(s.name, 0)
                 if s.name in grow:

@@ -60,6 +60,8 @@ class SinkRunner:
         self._attempted: set[str] = set()
         """Started, never recorded as done: the outcome is unknown."""
         self._stopping = asyncio.Event()
+        self._reload_ledger = False
+        """Set by the rebalance listener: partitions came from another instance."""
 
     @property
     def group_id(self) -> str:
@@ -83,19 +85,26 @@ class SinkRunner:
         try:
             while not self._stopping.is_set():
                 batches = await self._in_thread(self._poll)
-                handled: dict[TopicPartition, int] = {}
-                for partition, records in batches.items():
-                    for record in records:
-                        if self._stopping.is_set():
-                            break  # what is not handled is not committed: the next start re-reads it
-                        await self._handle(record)
-                        handled[partition] = record.offset + 1
-                if handled:
-                    await self._in_thread(self._commit, handled)
+                if self._reload_ledger:
+                    self._reload_ledger = False
+                    await self._in_thread(self._load_ledger)
+                await self._handle_batches(batches)
         finally:
             await self.sink.stop()
             await self._in_thread(self._close)
             self._executor.shutdown(wait=False)
+
+    async def _handle_batches(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        """One record at a time, each committed once its outcome is durable, so a slow batch
+        never holds done work uncommitted. A failed commit means the partitions went to
+        another instance: stop here, that instance carries on from the last commit."""
+        for partition, records in batches.items():
+            for record in records:
+                if self._stopping.is_set():
+                    return  # not handled, not committed: the next start re-reads it
+                await self._handle(record)
+                if not await self._in_thread(self._commit, {partition: record.offset + 1}):
+                    return
 
     # -- one command ---------------------------------------------------------------------
 
@@ -113,8 +122,12 @@ class SinkRunner:
         attempts = 0
         if command.command_id in self._attempted:
             self.sink.outcome_unknown(command.command_id)
+
         # Recorded before the side effect: a crash during it leaves the outcome known to be unknown.
-        await self._record(command.command_id, "attempted", {}, envelope.traceparent)
+        async def record_attempt() -> None:
+            await self._record(command.command_id, "attempted", {}, envelope.traceparent)
+
+        await self.retry.call(record_attempt)
 
         async def attempt() -> dict[str, Any]:
             nonlocal attempts
@@ -156,9 +169,10 @@ class SinkRunner:
 
     async def _record(self, command_id: str, state: str, result: dict[str, Any], traceparent: str | None) -> None:
         entry = LedgerEntry(command_id=command_id, target=self.name, state=state, done_at=utcnow(), result=result)
+        event_type = events.LEDGER_DONE if state == "done" else events.LEDGER_ATTEMPTED
         envelope = Envelope.wrap(
             entry,
-            type=events.LEDGER_DONE,
+            type=event_type,
             source_system=self.name,
             subject=command_id,
             parent_traceparent=traceparent,
@@ -188,7 +202,11 @@ class SinkRunner:
         letter = DeadLetter.of_record(
             record, error_kind=kind, reason=reason, consumer=f"sink.{self.name}", attempts=attempts
         )
-        await send_to_dead_letters(self.publisher, self.topics, letter)
+
+        async def send() -> None:  # a broker blip must not stop the sink, nor lose the letter
+            await send_to_dead_letters(self.publisher, self.topics, letter)
+
+        await self.retry.call(send)
 
     # -- consumer thread -----------------------------------------------------------------
 
@@ -211,19 +229,26 @@ class SinkRunner:
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=100,
-            max_poll_interval_ms=600_000,
+            # Each command may take the retry budget (RetryPolicy.max_total_s); a poll's worth must
+            # finish well within the poll interval, or the group hands the partition on meanwhile.
+            max_poll_records=10,
+            max_poll_interval_ms=1_800_000,
         )
         runner = self
 
         class ReloadLedgerOnAssign(ConsumerRebalanceListener):
             # Partitions that come from another instance come with commands it may have done.
+            # Only a flag here: the listener runs inside poll(), where a long read would stall
+            # the group protocol. The first assignment needs none: start() just read the ledger.
+            first = True
+
             def on_partitions_revoked(self, revoked: Any) -> None:
                 pass
 
             def on_partitions_assigned(self, assigned: Any) -> None:
-                if assigned:
-                    runner._load_ledger()
+                if assigned and not self.first:
+                    runner._reload_ledger = True
+                self.first = False
 
         consumer.subscribe([self.topics.commands(self.name)], listener=ReloadLedgerOnAssign())
         return consumer
@@ -232,7 +257,7 @@ class SinkRunner:
         assert self._consumer is not None
         return self._consumer.poll(timeout_ms=500)
 
-    def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+    def _commit(self, offsets: dict[TopicPartition, int]) -> bool:
         assert self._consumer is not None
         try:
             self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
@@ -241,6 +266,8 @@ class SinkRunner:
             log.warning(
                 "sink %s: offset commit failed (%s); the next owner re-reads, the ledger de-duplicates", self.name, exc
             )
+            return False
+        return True
 
     def _close(self) -> None:
         if self._consumer is not None:

@@ -225,6 +225,19 @@ class LocalKafka:
     def up(self, quiet: bool = False) -> str:
         fetch(quiet)
         java = require_java()
+        started: list[Node] = []
+        try:
+            self._start_missing(java, started)
+            self.wait_ready()
+        except LocalKafkaError:
+            self.down(quiet=True, nodes=started)  # only what this call started: never a broker in use
+            raise
+        servers = bootstrap_servers(self.layout)
+        if not quiet:
+            print(f"kafka {self.layout} ready at {servers} (logs: {self.dir}/node-*/server.log)", flush=True)
+        return servers
+
+    def _start_missing(self, java: str, started: list[Node]) -> None:
         classpath = f"{LIB_DIR}/*"
         for node in self.nodes:
             if self._pid(node):
@@ -271,15 +284,7 @@ class LocalKafka:
                 )
             _STARTED[proc.pid] = proc
             self.pid_file(node).write_text(str(proc.pid))
-        try:
-            self.wait_ready()
-        except LocalKafkaError:
-            self.down(quiet=True)  # do not leave half a cluster running
-            raise
-        servers = bootstrap_servers(self.layout)
-        if not quiet:
-            print(f"kafka {self.layout} ready at {servers} (logs: {self.dir}/node-*/server.log)", flush=True)
-        return servers
+            started.append(node)
 
     def _cluster_id(self) -> str:
         shared = self.dir / "cluster.id"
@@ -314,13 +319,14 @@ class LocalKafka:
             f"kafka did not become ready within {READY_TIMEOUT_S:.0f}s; see {self.dir}/node-*/server.log"
         )
 
-    def down(self, quiet: bool = False) -> None:
-        pids = {n.node_id: self._pid(n) for n in self.nodes}
+    def down(self, quiet: bool = False, nodes: list[Node] | None = None) -> None:
+        nodes = self.nodes if nodes is None else nodes
+        pids = {n.node_id: self._pid(n) for n in nodes}
         for pid in pids.values():
             if pid:
                 _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
-        for node in self.nodes:
+        for node in nodes:
             pid = pids[node.node_id]
             while pid and _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.2)

@@ -19,7 +19,10 @@ T = TypeVar("T")
 
 
 async def send(topic: faust.TopicT, key: str, envelope: Envelope[Any]) -> None:
-    await topic.send(key=key.encode(), value=envelope.to_bytes(), headers=list(envelope.kafka_headers()))
+    """Returns once the broker acknowledged it: Faust's send() only buffers, and what follows a
+    send (marking a link done, acking the input) must not happen before the send is durable."""
+    delivered = await topic.send(key=key.encode(), value=envelope.to_bytes(), headers=list(envelope.kafka_headers()))
+    await delivered
 
 
 async def send_command(topics: Any, command: Command, key: str, traceparent: str | None) -> None:
@@ -57,7 +60,9 @@ async def process(
             await handler(envelope)
         except Exception as exc:
             log.exception("%s: handling %s %s failed", consumer, what, envelope.id)
-            await _dead_letter(event, dead_letters, consumer, "fatal", f"{type(exc).__name__}: {exc}"[:500])
+            # Validation messages quote the input (titles, links): the reason names the problem only.
+            detail = f"{exc.error_count()} problem(s)" if isinstance(exc, ValidationError) else str(exc)[:200]
+            await _dead_letter(event, dead_letters, consumer, "fatal", f"{type(exc).__name__}: {detail}")
 
 
 async def _dead_letter(event: Any, dead_letters: faust.TopicT, consumer: str, kind: str, reason: str) -> None:

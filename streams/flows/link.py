@@ -154,6 +154,8 @@ def register(ctx: StreamsContext) -> None:
             pending = dict(tables.pending.get(record_id) or {"fetched_at": 0.0, "requests": []})
             waiting = [w for w in pending["requests"] if w["thread"] != request.thread.model_dump()]
             waiting.append(request.model_dump(mode="json") | {"traceparent": envelope.traceparent})
+            if len(waiting) > MAX_WAITING_PER_RECORD:
+                log.warning("%s: %d threads wait for it; dropping the oldest", record_id, len(waiting))
             pending["requests"] = waiting[-MAX_WAITING_PER_RECORD:]
             LINKS.labels("waiting").inc()
             # One fetch at a time; another only when the last one went unanswered for a while
@@ -180,9 +182,8 @@ def register(ctx: StreamsContext) -> None:
             data = envelope.data
             record_id = data.ref.id
             waiting = list((tables.pending.get(record_id) or {}).get("requests", []))
-            if waiting:
-                tables.pending.pop(record_id, None)
             if isinstance(data, RecordMissing):
+                tables.pending.pop(record_id, None)
                 tables.records.pop(record_id, None)
                 for _ in waiting:
                     LINKS.labels("missing").inc()
@@ -197,9 +198,11 @@ def register(ctx: StreamsContext) -> None:
                 tables.records[record_id] = data.model_dump(mode="json")
                 record = data
             for item in waiting:
-                traceparent = item.pop("traceparent", None)
+                traceparent = item.get("traceparent")
                 request = LinkRequest.model_validate(item)
                 if f"{request.thread.id}|{record_id}" not in tables.linked:
                     await emit_link(request, record, traceparent or envelope.traceparent)
+            # Only now: if a link above failed, the rest still wait (and the done ones are in `linked`).
+            tables.pending.pop(record_id, None)
 
         await run(stream, RECORD, handle, "record")

@@ -209,3 +209,31 @@ async def test_a_command_started_before_a_crash_is_flagged_outcome_unknown(
     assert states(crashed) == ["attempted", "attempted", "done"]  # the crash's, then this run's
     assert states(fresh) == ["attempted", "done"]
     publisher.close()
+
+
+async def test_replaying_one_consumers_letters_leaves_the_others_replayable(
+    kafka_bootstrap: str, topics: TopicNames
+) -> None:
+    from connectors.runtime.deadletter import send_to_dead_letters
+    from threadlink.deadletters import replay
+
+    publisher = KafkaPublisher(kafka_bootstrap, client_id="tests")
+    settings = Settings(kafka={"bootstrap_servers": kafka_bootstrap, "namespace": topics.namespace})
+    for consumer in ("sink.slack", "sink.jira"):
+        letter = DeadLetter(
+            topic=topics.commands("echo"),
+            partition=0,
+            offset=1,
+            key="k",
+            value="{}",
+            error_kind="fatal",
+            reason=f"{consumer} down",
+            consumer=consumer,
+            failed_at=datetime.now(UTC),
+        )
+        await send_to_dead_letters(publisher, topics, letter)
+    publisher.close()
+    first = await asyncio.to_thread(replay, settings, consumer="sink.jira")
+    assert [letter.consumer for letter in first.replayed] == ["sink.jira"] and first.complete
+    second = await asyncio.to_thread(replay, settings, consumer="sink.slack")
+    assert [letter.consumer for letter in second.replayed] == ["sink.slack"]

@@ -5,6 +5,9 @@
 - FatalError: retrying will not help (401, 403, other 4xx, bad config). The command goes
   to the dead-letter topic with the reason.
 - SkippableError: this one record is bad; skip it (to the dead-letter topic) and go on.
+
+Whether a failed call may nevertheless have been carried out (so that doing it again could do it
+twice) is decided here too: `outcome_unknown`.
 """
 
 from __future__ import annotations
@@ -25,9 +28,14 @@ class ConnectorError(Exception):
 class RetriableError(ConnectorError):
     kind = "retriable"
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None, sent: bool = True
+    ) -> None:
         super().__init__(message, status=status)
         self.retry_after = retry_after
+        self.sent = sent
+        """False only when the request certainly never left (`classify_transport_error` of a
+        connection that could not be had): the platform cannot have acted on it."""
 
 
 class BackpressureError(RetriableError):
@@ -92,6 +100,30 @@ def json_object(response: httpx.Response, *, what: str, hint: str) -> dict[str, 
     return payload
 
 
+#: Transport failures raised before any byte of the request is sent: the platform cannot have
+#: acted on it. Every other one (a read or write timeout, a dropped connection, a protocol
+#: error) may come after the platform received the request.
+NEVER_SENT: tuple[type[httpx.TransportError], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
 def classify_transport_error(exc: httpx.TransportError, *, what: str) -> RetriableError:
-    """Timeouts and connection failures are worth another try."""
-    return RetriableError(f"{what}: {type(exc).__name__}")
+    """Timeouts and connection failures are worth another try. `sent` says whether the request
+    could have left (see `NEVER_SENT`). Raise the result `from exc`."""
+    return RetriableError(f"{what}: {type(exc).__name__}", sent=not isinstance(exc, NEVER_SENT))
+
+
+def outcome_unknown(error: ConnectorError) -> bool:
+    """Whether a call that failed with `error` may nevertheless have been carried out, so that
+    doing it again could do it twice.
+
+    Yes for a 5xx (the platform may fail after storing) and for a transport failure once the
+    request could have left (a read timeout, a dropped connection). No for a 408, a 429 and any
+    other 4xx (the platform refused it), for a connection that never opened (`NEVER_SENT`), and
+    for anything that is not retriable. A connector whose platform has answers of its own that
+    leave the outcome open (Slack's `internal_error`) adds them on top of this one.
+    """
+    if not isinstance(error, RetriableError) or isinstance(error, BackpressureError):
+        return False
+    if error.status is not None:
+        return error.status >= 500
+    return error.sent

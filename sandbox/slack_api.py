@@ -15,7 +15,10 @@
   carries the call out (the message is stored, its event sent) and then answers the failure;
   `delay_s` holds the answer back (longer than the client's timeout: the client times out).
 - Messages keep their Block Kit `blocks`, `block_id`s included, and conversations.replies
-  returns them, as Slack does.
+  returns them, as Slack does. It honours `oldest`/`latest`/`inclusive` (the root always comes
+  first) and `limit` (`has_more` says more are left). It never pages by `cursor`: the spec's
+  success schema for conversations.replies has no `response_metadata`, so the first `limit`
+  messages are all a caller gets.
 - `/sandbox/post_message` and `/sandbox/thread`: drive it over HTTP from a demo CLI.
 
 Example::
@@ -43,6 +46,7 @@ import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -58,6 +62,8 @@ MAX_RETRIES = 3
 MAX_TEXT = 40_000
 #: Slack's limit on a block_id (https://api.slack.com/reference/block-kit/blocks).
 MAX_BLOCK_ID = 255
+#: conversations.replies' default and largest `limit`.
+MAX_REPLIES_LIMIT = 1000
 
 
 @dataclass
@@ -488,7 +494,24 @@ class FakeSlack:
         messages = self.thread(conversation.id, str(params.get("ts", "")))
         if not messages:
             raise _SlackError("thread_not_found")
-        return {"ok": True, "messages": messages, "has_more": False}
+        oldest = _ts_param(params, "oldest", "invalid_ts_oldest")
+        latest = _ts_param(params, "latest", "invalid_ts_latest")
+        inclusive = str(params.get("inclusive", "")).lower() in ("true", "1")
+
+        def in_range(ts: str) -> bool:
+            at = Decimal(ts)
+            after = oldest is None or at > oldest or (inclusive and at == oldest)
+            before = latest is None or at < latest or (inclusive and at == latest)
+            return after and before
+
+        # Like Slack, the thread's root comes first whatever the range.
+        root, replies = messages[0], [m for m in messages[1:] if in_range(m["ts"])]
+        try:
+            limit = min(max(int(params.get("limit", MAX_REPLIES_LIMIT)), 1), MAX_REPLIES_LIMIT)
+        except (TypeError, ValueError):
+            limit = MAX_REPLIES_LIMIT
+        page = [root, *replies][:limit]
+        return {"ok": True, "messages": page, "has_more": len(replies) + 1 > limit}
 
     def _bot_profile(self) -> dict[str, Any]:
         icon = "https://a.slack-edge.com/80588/img/plugins/app/service_36.png"
@@ -704,6 +727,20 @@ def _blocks(value: Any) -> list[dict[str, Any]] | None:
     ):
         raise _SlackError("invalid_blocks")
     return value
+
+
+def _ts_param(params: dict[str, Any], name: str, error: str) -> Decimal | None:
+    """A message-ts parameter (`oldest`, `latest`) as a number; absent or empty: None."""
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise _SlackError(error) from None
+    if not number.is_finite():
+        raise _SlackError(error)
+    return number
 
 
 def _bearer(value: str | None) -> str | None:

@@ -2,7 +2,8 @@
 
 HTTP status becomes a ConnectorError in one place (`connectors.errors.classify_response`);
 messages name the call and the status, never the token or the response body. Whether a failed
-call may still have been carried out by Jira is decided in one place too (`outcome_unknown`).
+call may still have been carried out by Jira is decided there too
+(`connectors.errors.outcome_unknown`): Jira has no answers of its own that leave it open.
 """
 
 from __future__ import annotations
@@ -14,14 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from connectors.errors import (
-    BackpressureError,
-    ConnectorError,
-    NotFoundError,
-    RetriableError,
-    classify_transport_error,
-    json_object,
-)
+from connectors.errors import NotFoundError, classify_transport_error, json_object
 from connectors.jira.config import JiraConfig
 
 #: The fields of an issue that a TicketRecord is made of (see mapping.ticket_from_issue).
@@ -35,24 +29,9 @@ _ISSUE_KEY = re.compile(r"^(?:[A-Za-z][A-Za-z0-9_]*-\d+|\d+)$")
 #: Comments asked for per page when listing an issue's comments (Jira may answer fewer).
 COMMENT_PAGE_SIZE = 100
 
-# Transport failures raised before any byte of the request is sent: Jira cannot have acted.
-_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
 
 def is_issue_key(value: str) -> bool:
     return bool(_ISSUE_KEY.match(value))
-
-
-def outcome_unknown(error: ConnectorError) -> bool:
-    """Whether a call that failed with `error` may nevertheless have been carried out by Jira:
-    a 5xx (Jira may fail after storing), or a transport failure once the request could have
-    left (a read timeout, a dropped connection). A 4xx, a 429 and a refused connection mean
-    it was not; so does anything that is not retriable."""
-    if not isinstance(error, RetriableError) or isinstance(error, BackpressureError):
-        return False
-    if error.status is not None:
-        return error.status >= 500
-    return not isinstance(error.__cause__, _NEVER_SENT)
 
 
 class JiraClient:

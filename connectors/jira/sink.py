@@ -7,8 +7,15 @@ from contextlib import aclosing
 from typing import Any
 
 from connectors.base import ConnectorContext, Sink
-from connectors.errors import FatalError, NotFoundError, RetriableError, SkippableError
-from connectors.jira.client import JiraClient, outcome_unknown
+from connectors.errors import (
+    ConnectorError,
+    FatalError,
+    NotFoundError,
+    RetriableError,
+    SkippableError,
+    outcome_unknown,
+)
+from connectors.jira.client import JiraClient
 from connectors.jira.config import JiraConfig, Visibility
 from connectors.jira.mapping import (
     backlink_adf,
@@ -32,13 +39,21 @@ class JiraSink(Sink):
     429/5xx/timeouts are retried by the runtime, 401/403 are fatal, a missing issue is an
     answer (RecordMissing), not a failure.
 
-    Back-link comments are posted once even when an attempt fails ambiguously (a 5xx or a
-    timeout after Jira may have stored the comment) and the runtime retries the command: each
-    comment carries its command id as an entity property, and before posting a command whose
-    last attempt ended that way again, the sink looks for a comment with that id among the
-    issue's newest `recovery_scan_limit` comments and answers with it (`"recovered": True`).
-    Those command ids are remembered in memory, at most `unsure_limit` of them (oldest go first);
-    a restart forgets them. The first attempt of a command posts without looking.
+    Back-link comments are posted once even when an earlier attempt may have stored one: each
+    comment carries its command id as an entity property, and before posting such a command
+    again the sink looks for a comment with that id among the issue's newest
+    `recovery_scan_limit` comments and answers with it (`"recovered": True`). An earlier
+    attempt may have stored it when
+
+    - an attempt in this process failed after Jira may have acted (a 5xx, a timeout:
+      `connectors.errors.outcome_unknown`) and the runtime retries the command: the sink
+      remembers those ids itself, in memory (at most `unsure_limit`, oldest go first);
+    - the ledger holds the command as `attempted` but not done (a crash, a restart, another
+      instance took the partition over, a dead-letter replay): the runtime, in whichever
+      process handles it next, calls `outcome_unknown(command_id)` before executing it.
+
+    The first attempt of a command posts without looking. When the lookup fails for good (a
+    403, ...), the comment is posted all the same, as the Slack sink does with its cards.
     """
 
     #: How many of an issue's newest comments are searched for a back-link whose posting ended
@@ -59,7 +74,9 @@ class JiraSink(Sink):
         await self.client.aclose()
 
     def outcome_unknown(self, command_id: str) -> None:
-        self._unsure.remember(command_id)  # look for our own post before posting again
+        """Called by the runtime for a command the ledger holds as attempted but not done:
+        look for its back-link before posting it again."""
+        self._unsure.remember(command_id)
 
     async def execute(self, command: Command, envelope: Envelope[Command]) -> dict[str, Any]:
         if isinstance(command, FetchRecord):
@@ -115,11 +132,26 @@ class JiraSink(Sink):
         return {"comment_id": str(comment_id)}
 
     async def _find_backlink(self, key: str, command_id: str) -> str | None:
-        """The id of the comment on `key` tagged with `command_id`, among its newest ones."""
-        async with aclosing(self.client.recent_comments(key, limit=self.recovery_scan_limit)) as comments:
-            async for comment in comments:
-                if backlink_command_id(comment) == command_id and comment.get("id") not in (None, ""):
-                    return str(comment["id"])
+        """The id of the comment on `key` tagged with `command_id`, among its newest ones.
+
+        A retriable failure of the lookup is raised: the command stays remembered, and the
+        next attempt looks again. One Jira refuses for good (a 403 without the Browse projects
+        permission, ...) is logged and the comment posted: a double is better than a loss."""
+        try:
+            async with aclosing(self.client.recent_comments(key, limit=self.recovery_scan_limit)) as comments:
+                async for comment in comments:
+                    if backlink_command_id(comment) == command_id and comment.get("id") not in (None, ""):
+                        return str(comment["id"])
+        except RetriableError:
+            raise
+        except ConnectorError as exc:
+            log.warning(
+                "jira: cannot look for the back-link of %s on %s that a failed attempt may have stored (%s); "
+                "posting it, perhaps twice. The lookup needs the Browse projects permission.",
+                command_id,
+                key,
+                exc,
+            )
         return None
 
     async def _publish(

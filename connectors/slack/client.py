@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import httpx
 
+from connectors import errors
 from connectors.errors import (
     BackpressureError,
     ConnectorError,
@@ -51,8 +52,6 @@ SKIPPABLE = frozenset(
 )
 #: Slack's own transient failures ("likely due to a transient issue on our end"): worth another try.
 TRANSIENT = frozenset({"internal_error", "service_unavailable"})
-#: Transport failures before the request left: Slack cannot have acted on it.
-_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 # Slack's error codes are short snake_case words; anything else is not echoed into messages.
 _ERROR_CODE = re.compile(r"^[a-z0-9_.]{1,64}$")
@@ -73,11 +72,18 @@ def raise_for_slack(response: httpx.Response, *, method: str) -> dict[str, Any]:
             message, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
         )
     if code in TRANSIENT:
-        raise RetriableError(message, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+        raise TransientAnswer(
+            message, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After"))
+        )
     if code in SKIPPABLE:
         raise SkippableError(message, status=status)
     # FATAL, and every code we do not know: retrying the same call will not change Slack's mind.
     raise FatalError(message, status=status)
+
+
+class TransientAnswer(RetriableError):
+    """Slack answered with one of its TRANSIENT codes: worth another try, and its outcome unknown
+    (`internal_error`: "it's possible some aspect of the operation succeeded")."""
 
 
 class PostedWithoutTs(FatalError):
@@ -86,23 +92,15 @@ class PostedWithoutTs(FatalError):
     unknown (`outcome_unknown`)."""
 
 
-def outcome_unknown(error: BaseException) -> bool:
+def outcome_unknown(error: ConnectorError) -> bool:
     """Whether a call that failed with `error` may nevertheless have been carried out by Slack,
     so that doing it again could do it twice (chat.postMessage has no idempotency key).
 
-    Yes for a transport failure once the request could have left (a read timeout, a dropped
-    connection), an HTTP 5xx, Slack's transient ok:false codes (`internal_error`: "it's
-    possible some aspect of the operation succeeded") and an ok answer without `ts`. No for
-    what Slack refused (429/ratelimited, 4xx, other ok:false codes) or never received.
+    `connectors.errors.outcome_unknown` (a 5xx, or a transport failure once the request could
+    have left), plus two answers only Slack gives: its transient ok:false codes
+    (`TransientAnswer`) and an ok answer without `ts` (`PostedWithoutTs`).
     """
-    if isinstance(error, PostedWithoutTs):
-        return True
-    if not isinstance(error, RetriableError) or isinstance(error, BackpressureError):
-        return False
-    if error.status is not None:
-        # A retriable 2xx is one of the TRANSIENT ok:false codes; 408 means it was not processed.
-        return error.status >= 500 or 200 <= error.status < 300
-    return not isinstance(error.__cause__, _NEVER_SENT)
+    return isinstance(error, TransientAnswer | PostedWithoutTs) or errors.outcome_unknown(error)
 
 
 class SlackClient:
@@ -175,12 +173,21 @@ class SlackClient:
         return await self.call("chat.update", params)
 
     async def conversation_replies(
-        self, channel: str, ts: str, *, limit: int = 200, cursor: str | None = None
+        self,
+        channel: str,
+        ts: str,
+        *,
+        limit: int = 200,
+        cursor: str | None = None,
+        oldest: str | None = None,
     ) -> dict[str, Any]:
         """conversations.replies: one page of the thread whose root is `ts`, oldest first
-        (`messages`; the next page's cursor in `response_metadata.next_cursor`). Needs the
-        channels:history scope (groups:, im:, mpim:history for private conversations)."""
+        (`messages`; the next page's cursor in `response_metadata.next_cursor`). With `oldest`
+        (a message ts), only the replies after that message. Needs the channels:history scope
+        (groups:, im:, mpim:history for private conversations)."""
         params: dict[str, Any] = {"channel": channel, "ts": ts, "limit": limit}
+        if oldest:
+            params["oldest"] = oldest
         if cursor:
             params["cursor"] = cursor
         return await self.call("conversations.replies", params, http_method="GET")

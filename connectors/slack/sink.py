@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from connectors.base import Sink
@@ -16,6 +17,9 @@ from schemas.envelope import Envelope
 
 log = logging.getLogger(__name__)
 
+#: A Slack message id (`ts`): what conversations.replies takes as `oldest`.
+_SLACK_TS = re.compile(r"^\d+\.\d+$")
+
 
 class SlackSink(Sink):
     """PostCard -> chat.postMessage into the thread; UpdateCard -> chat.update of the card.
@@ -23,20 +27,27 @@ class SlackSink(Sink):
     Lifecycle: the runtime calls `start()` once, then `execute` for one command at a time,
     and `stop()` once at the end, which closes the Web API client.
 
-    The runtime's ledger makes a redelivered command a no-op once it succeeded. It cannot see
-    an attempt that failed after Slack may have posted the card (a timeout, a 5xx:
-    `client.outcome_unknown`), which the runtime retries with the same command; and
-    chat.postMessage has no idempotency key. So every card's first block carries its command
-    id (`cards.card_block_id`), the ids of such attempts are remembered in memory (at most
-    `unsure_limit`, oldest go first), and before posting one of them again the sink looks for
-    its card, posted by threadlink, in the thread (conversations.replies) and answers with it
-    (`{"channel", "ts", "recovered": True}`). The memory is per process: a command another
-    instance retries is posted again.
+    The runtime's ledger makes a command a no-op once it is recorded as done, but
+    chat.postMessage has no idempotency key: an attempt whose card Slack may have posted must
+    not simply post it again. So every card's first block carries its command id
+    (`cards.card_block_id`), and before posting a card that an earlier attempt may have posted,
+    the sink looks for it, posted by threadlink, among the thread's replies after the message
+    it answers (conversations.replies) and answers with it (`{"channel", "ts", "recovered":
+    True}`). An earlier attempt may have posted it when
+
+    - an attempt in this process failed after Slack may have acted (a timeout, a 5xx:
+      `client.outcome_unknown`) and the runtime retries the command: the sink remembers those
+      ids itself, in memory (at most `unsure_limit`, oldest go first);
+    - the ledger holds the command as `attempted` but not done (a crash, a restart, another
+      instance took the partition over, a dead-letter replay): the runtime, in whichever
+      process handles it next, calls `outcome_unknown(command_id)` before executing it.
+
+    The first attempt of a command posts without looking.
     """
 
-    #: How many of a thread's messages (oldest first, `replies_page` a call) are searched for a
-    #: card whose posting ended ambiguously. Past that, the card is posted again: a double is
-    #: better than a loss.
+    #: How many of a thread's messages after the one the card answers (oldest first,
+    #: `replies_page` a call) are searched for a card whose posting ended ambiguously. Past
+    #: that, the card is posted again: a double is better than a loss.
     recovery_scan_limit = 1000
     replies_page = 200  # Slack suggests no more than 200 a page
     #: How many command ids whose posting ended ambiguously are remembered.
@@ -58,7 +69,9 @@ class SlackSink(Sink):
         await self._client.aclose()
 
     def outcome_unknown(self, command_id: str) -> None:
-        self._unsure.remember(command_id)  # look for our own post before posting again
+        """Called by the runtime for a command the ledger holds as attempted but not done:
+        look for its card before posting it again."""
+        self._unsure.remember(command_id)
 
     async def execute(self, command: Command, envelope: Envelope[Command]) -> dict[str, Any]:
         if isinstance(command, PostCard):
@@ -92,16 +105,21 @@ class SlackSink(Sink):
     async def _posted_card(self, command: PostCard) -> dict[str, Any] | None:
         """The card an earlier attempt of `command` posted, if the thread holds it.
 
+        The card was posted after the message it answers (`in_reply_to`, in the same thread),
+        so only the replies after that message are read (`oldest`): in a long thread the card
+        is among the newest, out of reach of a scan from the root.
+
         A retriable failure of the lookup is raised: the command stays remembered, and the
         next attempt looks again. One Slack refuses for good (missing_scope without
         channels:history, ...) is logged and the card posted: a double is better than a loss."""
         channel, thread_ts = command.thread.channel, command.thread.thread_id
+        oldest = command.in_reply_to if _SLACK_TS.match(command.in_reply_to) else None
         cursor: str | None = None
         seen = 0
         try:
             for _page in range(-(-self.recovery_scan_limit // self.replies_page)):
                 page = await self._client.conversation_replies(
-                    channel, thread_ts, limit=self.replies_page, cursor=cursor
+                    channel, thread_ts, limit=self.replies_page, cursor=cursor, oldest=oldest
                 )
                 messages = page.get("messages")
                 for message in messages if isinstance(messages, list) else []:
@@ -128,7 +146,10 @@ class SlackSink(Sink):
             )
             return None
         log.warning(
-            "slack: no card of %s among the first %d messages of its thread; posting it", command.command_id, seen
+            "slack: no card of %s among the first %d messages of its thread after %s; posting it",
+            command.command_id,
+            seen,
+            oldest or "its root",
         )
         return None
 

@@ -156,6 +156,43 @@ async def test_post_update_and_replies_answer_in_slacks_shape(fake: FakeSlack) -
     assert fake.violations == []
 
 
+async def test_replies_honour_oldest_latest_inclusive_and_limit(fake: FakeSlack) -> None:
+    root = await fake.post_user_message(CHANNEL, "root")
+    ts = [await fake.post_user_message(CHANNEL, f"reply {n}", thread_ts=root) for n in range(5)]
+
+    async def texts(**params: str) -> tuple[list[str], bool]:
+        async with httpx.AsyncClient() as http:
+            answer = (
+                await http.get(
+                    f"{fake.api_url}/conversations.replies",
+                    params={"channel": CHANNEL, "ts": root, **params},
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                )
+            ).json()
+        assert answer["ok"], answer
+        return [m["text"] for m in answer["messages"]], answer["has_more"]
+
+    # The root comes first whatever the range, as on Slack.
+    assert await texts(oldest=ts[2]) == (["root", "reply 3", "reply 4"], False)
+    assert await texts(oldest=ts[2], inclusive="true") == (["root", "reply 2", "reply 3", "reply 4"], False)
+    assert await texts(latest=ts[1]) == (["root", "reply 0"], False)
+    assert await texts(oldest=ts[0], latest=ts[3], inclusive="1") == (
+        ["root", "reply 0", "reply 1", "reply 2", "reply 3"],
+        False,
+    )
+    assert await texts(limit="3") == (["root", "reply 0", "reply 1"], True)
+    assert await texts(oldest=ts[1], limit="3") == (["root", "reply 2", "reply 3"], True)
+    assert await texts(oldest=ts[4]) == (["root"], False)
+    assert fake.violations == []
+    async with httpx.AsyncClient() as http:
+        refused = await http.get(
+            f"{fake.api_url}/conversations.replies",
+            params={"channel": CHANNEL, "ts": root, "oldest": "yesterday"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+    assert refused.json() == {"ok": False, "error": "invalid_ts_oldest"}
+
+
 async def test_fake_answers_slack_errors(fake: FakeSlack) -> None:
     fake.add_channel(CHANNEL)
     cases = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,12 +14,10 @@ from connectors.errors import (
     BackpressureError,
     ConnectorError,
     FatalError,
-    NotFoundError,
     RetriableError,
     SkippableError,
-    classify_transport_error,
 )
-from connectors.jira.client import JiraClient, outcome_unknown
+from connectors.jira.client import JiraClient
 from connectors.jira.config import JiraConfig
 from connectors.jira.mapping import BACKLINK_PROPERTY
 from connectors.jira.sink import JiraSink
@@ -32,6 +31,8 @@ from schemas.records import RecordMissing, RecordRef, TicketRecord
 from schemas.social import ThreadRef
 from schemas.topics import TopicNames
 from schemas.trace import trace_id
+
+from .conftest import API_TOKEN
 
 pytestmark = pytest.mark.unit
 
@@ -338,37 +339,6 @@ async def test_a_refused_connection_is_posted_again_without_looking(config: Jira
     assert seen == [("POST", COMMENTS), ("POST", COMMENTS)]
 
 
-def _transport(exc_type: type[httpx.TransportError]) -> RetriableError:
-    cause = exc_type("boom", request=httpx.Request("POST", "https://acme.atlassian.net" + COMMENTS))
-    try:
-        raise classify_transport_error(cause, what="jira POST comment") from cause
-    except RetriableError as exc:
-        return exc
-
-
-@pytest.mark.parametrize(
-    ("error", "unknown"),
-    [
-        (RetriableError("x", status=503), True),
-        (RetriableError("x", status=500), True),
-        (RetriableError("x", status=408), False),
-        (BackpressureError("x", status=429), False),
-        (FatalError("x", status=400), False),
-        (NotFoundError("x", status=404), False),
-        (_transport(httpx.ReadTimeout), True),
-        (_transport(httpx.WriteTimeout), True),
-        (_transport(httpx.ReadError), True),
-        (_transport(httpx.RemoteProtocolError), True),
-        (_transport(httpx.ConnectError), False),
-        (_transport(httpx.ConnectTimeout), False),
-        (_transport(httpx.PoolTimeout), False),
-    ],
-    ids=lambda v: type(v).__name__ if isinstance(v, ConnectorError) else str(v),
-)
-def test_outcome_unknown_is_a_5xx_or_a_transport_failure_after_sending(error: ConnectorError, unknown: bool) -> None:
-    assert outcome_unknown(error) is unknown
-
-
 async def test_recovery_pages_through_comments_added_since(quick_sink: JiraSink, fake_jira: FakeJira) -> None:
     await fake_jira.put_issue("OPS-1", "Checkout is down")
     fake_jira.comments_page_limit = 2  # Jira answers fewer than asked: the client follows startAt
@@ -424,6 +394,43 @@ async def test_recovery_looks_only_at_the_newest_comments_then_posts(quick_sink:
     assert "recovered" not in result
     assert len(fake_jira.comments("OPS-1")) == 5
     assert sum(int(dict(r.query)["maxResults"]) for r in listings(fake_jira)) == 3
+    fake_jira.assert_no_violations()
+
+
+async def test_a_lookup_that_fails_retriably_is_tried_again(quick_sink: JiraSink, fake_jira: FakeJira) -> None:
+    await fake_jira.put_issue("OPS-1", "Checkout is down")
+    fake_jira.fail_next(503, path_prefix=COMMENTS, after_store=True)  # stored, answered 503
+    fake_jira.fail_next(503, path_prefix=COMMENTS)  # the first lookup
+    command, envelope = add_comment()
+
+    outcomes = await run_like_the_runner(quick_sink, command, envelope)
+
+    assert [type(o) for o in outcomes] == [RetriableError, RetriableError, dict]
+    [stored] = fake_jira.comments("OPS-1")
+    assert outcomes[-1] == {"comment_id": stored["id"], "recovered": True}
+    assert (len(posts(fake_jira)), len(listings(fake_jira))) == (1, 2)
+    fake_jira.assert_no_violations()
+
+
+@pytest.mark.parametrize("status", [403, 401, 400])
+async def test_a_lookup_jira_refuses_for_good_posts_the_backlink_anyway(
+    quick_sink: JiraSink, fake_jira: FakeJira, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    await fake_jira.put_issue("OPS-1", "Checkout is down")
+    fake_jira.fail_next(503, path_prefix=COMMENTS)  # not stored, but the sink cannot know
+    fake_jira.fail_next(status, path_prefix=COMMENTS)  # listing the comments is refused
+    command, envelope = add_comment()
+
+    with caplog.at_level(logging.WARNING, logger="connectors.jira.sink"):
+        first, second = await run_like_the_runner(quick_sink, command, envelope)
+
+    assert isinstance(first, RetriableError)
+    [stored] = fake_jira.comments("OPS-1")
+    assert second == {"comment_id": stored["id"]}  # a possible double beats a lost back-link
+    assert (len(posts(fake_jira)), len(listings(fake_jira))) == (2, 1)
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert command.command_id in warning.getMessage() and f"HTTP {status}" in warning.getMessage()
+    assert API_TOKEN not in caplog.text and quick_sink.config.api_token.get_secret_value() not in caplog.text
     fake_jira.assert_no_violations()
 
 

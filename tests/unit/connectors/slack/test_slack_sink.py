@@ -14,7 +14,7 @@ import pytest
 
 from connectors.errors import BackpressureError, ConnectorError, FatalError, RetriableError, SkippableError
 from connectors.slack.cards import card_blocks, card_text
-from connectors.slack.client import SlackClient
+from connectors.slack.client import SlackClient, TransientAnswer
 from connectors.slack.mapping import SlackIdentity
 from connectors.slack.sink import SlackSink
 from sandbox.slack_api import FakeSlack
@@ -170,7 +170,8 @@ async def test_a_bad_token_fails_at_start(fake_slack: FakeSlack) -> None:
         ("token_revoked", FatalError),
         ("missing_scope", FatalError),
         ("no_permission", FatalError),
-        ("internal_error", RetriableError),
+        ("internal_error", TransientAnswer),  # a RetriableError whose outcome is unknown
+        ("service_unavailable", TransientAnswer),
         ("some_error_slack_added_later", FatalError),
     ],
 )

@@ -17,13 +17,12 @@ from connectors.errors import (
     BackpressureError,
     ConnectorError,
     FatalError,
-    NotFoundError,
     RetriableError,
-    SkippableError,
+    classify_transport_error,
 )
 from connectors.runtime.retry import RetryPolicy
 from connectors.slack.cards import card_block_id, card_blocks
-from connectors.slack.client import PostedWithoutTs, SlackClient, outcome_unknown
+from connectors.slack.client import PostedWithoutTs, SlackClient, TransientAnswer, outcome_unknown, raise_for_slack
 from connectors.slack.mapping import SlackIdentity
 from connectors.slack.sink import SlackSink
 from sandbox.slack_api import FakeSlack
@@ -43,14 +42,16 @@ CLIENT_TIMEOUT_S = 0.2
 RECORD = TicketRecord(ref=RecordRef(system="jira", key="PROJ-1"), title="Login fails", status="Open")
 
 
-def post_card(root: str, key: str = "PROJ-1") -> PostCard:
+def post_card(root: str, key: str = "PROJ-1", *, in_reply_to: str | None = None) -> PostCard:
+    """The card for a mention of `key` in the thread of `root` (by `in_reply_to`; the root itself
+    unless given)."""
     record = RECORD.model_copy(update={"ref": RecordRef(system="jira", key=key)})
     return PostCard(
         command_id=command_id_for("post_card", CHANNEL, root, record.ref.id),
         target="slack",
         thread=ThreadRef(platform="slack", workspace=TEAM_ID, channel=CHANNEL, thread_id=root),
         record=record,
-        in_reply_to=root,
+        in_reply_to=in_reply_to or root,
     )
 
 
@@ -125,7 +126,7 @@ async def test_a_card_slack_posted_despite_the_failure_is_recovered_not_posted_a
     assert len(fake_slack.calls("chat.postMessage")) == 1  # the retry looked, found it, posted nothing
     [lookup] = fake_slack.calls("conversations.replies")
     assert (lookup.method, lookup.content_type) == ("GET", None)
-    assert lookup.params == {"channel": CHANNEL, "ts": root, "limit": "200"}
+    assert lookup.params == {"channel": CHANNEL, "ts": root, "limit": "200", "oldest": root}
     fake_slack.assert_no_violations()
 
 
@@ -187,6 +188,28 @@ async def test_a_transport_failure_slack_never_saw_is_posted_exactly_once(
     assert len(fake_slack.calls("chat.postMessage")) == 1  # the failed one never reached Slack
     # A connection that never opened cannot have posted: no need to look.
     assert len(fake_slack.calls("conversations.replies")) == lookups
+    fake_slack.assert_no_violations()
+
+
+async def test_in_a_thread_longer_than_the_scan_limit_the_card_is_found_after_the_mention(
+    fake_slack: FakeSlack, quick_sink: SlackSink
+) -> None:
+    root = await fake_slack.post_user_message(CHANNEL, "The checkout incident, a long story")
+    for n in range(SlackSink.recovery_scan_limit + 50):
+        await fake_slack.post_user_message(CHANNEL, f"update {n}", thread_ts=root)
+    mention = await fake_slack.post_user_message(CHANNEL, "Is this PROJ-1 again?", thread_ts=root)
+    fake_slack.fail_next("chat.postMessage", None, status=503, after_store=True)
+    command = post_card(root, in_reply_to=mention)
+
+    first, second = await run_like_the_runner(quick_sink, command)
+
+    assert isinstance(first, RetriableError)
+    assert len(fake_slack.thread(CHANNEL, root)) > SlackSink.recovery_scan_limit + 2
+    [card] = cards(fake_slack, root)  # among the thread's newest messages, and found there
+    assert second == {"channel": CHANNEL, "ts": card["ts"], "recovered": True}
+    assert len(fake_slack.calls("chat.postMessage")) == 1
+    [lookup] = fake_slack.calls("conversations.replies")  # only what came after the mention
+    assert lookup.params == {"channel": CHANNEL, "ts": root, "limit": "200", "oldest": mention}
     fake_slack.assert_no_violations()
 
 
@@ -303,15 +326,32 @@ async def test_the_lookup_pages_through_the_thread_and_trusts_only_threadlinks_c
         await sink.stop()
 
     assert outcomes[-1] == {"channel": CHANNEL, "ts": "1700000002.000100", "recovered": True}
+    lookup = {"channel": CHANNEL, "ts": "1700000000.000100", "limit": "200", "oldest": "1700000000.000100"}
     assert [(r.method, r.url.path.rsplit("/", 1)[1], dict(r.url.params)) for r in seen] == [
         ("POST", "chat.postMessage", {}),
-        ("GET", "conversations.replies", {"channel": CHANNEL, "ts": "1700000000.000100", "limit": "200"}),
-        (
-            "GET",
-            "conversations.replies",
-            {"channel": CHANNEL, "ts": "1700000000.000100", "limit": "200", "cursor": "bmV4dF90czox"},
-        ),
+        ("GET", "conversations.replies", lookup),
+        ("GET", "conversations.replies", {**lookup, "cursor": "bmV4dF90czox"}),
     ]
+
+
+async def test_a_mention_id_that_is_no_slack_ts_is_looked_for_from_the_root() -> None:
+    command = post_card("1700000000.000100", in_reply_to="not-a-ts")
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/chat.postMessage"):
+            return httpx.Response(503)
+        card = reply("1700000003.000100", block_id=card_block_id(command.command_id))
+        return httpx.Response(200, json={"ok": True, "messages": [card], "has_more": False})
+
+    seen: list[httpx.Request] = []
+    sink = scripted_sink(answer, seen)
+    try:
+        outcomes = await run_like_the_runner(sink, command)
+    finally:
+        await sink.stop()
+
+    assert outcomes[-1]["recovered"] is True
+    assert "oldest" not in seen[1].url.params  # Slack would refuse it (invalid_ts_oldest)
 
 
 async def test_ok_without_ts_is_fatal_and_a_replay_finds_the_card() -> None:
@@ -342,14 +382,21 @@ async def test_ok_without_ts_is_fatal_and_a_replay_finds_the_card() -> None:
 
 
 def _transport_error(kind: type[httpx.TransportError]) -> RetriableError:
-    request = httpx.Request("POST", "https://slack.example/api/chat.postMessage")
+    cause = kind("injected", request=httpx.Request("POST", "https://slack.example/api/chat.postMessage"))
     try:
-        try:
-            raise kind("injected", request=request)
-        except httpx.TransportError as exc:
-            raise RetriableError(f"slack chat.postMessage: {kind.__name__}") from exc
+        raise classify_transport_error(cause, what="slack chat.postMessage") from cause
     except RetriableError as error:
         return error
+
+
+def _answered(status: int, body: dict[str, Any] | None = None) -> ConnectorError:
+    """The error `raise_for_slack` makes of Slack's answer."""
+    response = httpx.Response(status, json=body) if body is not None else httpx.Response(status)
+    try:
+        raise_for_slack(response, method="chat.postMessage")
+    except ConnectorError as error:
+        return error
+    raise AssertionError(f"{status} {body} is no error")
 
 
 @pytest.mark.parametrize(
@@ -361,21 +408,27 @@ def _transport_error(kind: type[httpx.TransportError]) -> RetriableError:
         (_transport_error(httpx.ConnectError), False),
         (_transport_error(httpx.ConnectTimeout), False),
         (_transport_error(httpx.PoolTimeout), False),
-        (RetriableError("slack chat.postMessage: HTTP 503", status=503), True),
-        (RetriableError("slack chat.postMessage: internal_error", status=200), True),
-        (RetriableError("slack chat.postMessage: HTTP 408", status=408), False),
-        (BackpressureError("slack chat.postMessage: HTTP 429", status=429), False),
-        (BackpressureError("slack chat.postMessage: ratelimited", status=200), False),
-        (FatalError("slack chat.postMessage: invalid_auth", status=200), False),
-        (SkippableError("slack chat.postMessage: channel_not_found", status=200), False),
-        (NotFoundError("slack chat.postMessage: HTTP 404", status=404), False),
+        (_answered(503), True),
+        (_answered(200, {"ok": False, "error": "internal_error"}), True),
+        (_answered(200, {"ok": False, "error": "service_unavailable"}), True),
+        (_answered(408), False),
+        (_answered(429), False),
+        (_answered(200, {"ok": False, "error": "ratelimited"}), False),
+        (_answered(200, {"ok": False, "error": "invalid_auth"}), False),
+        (_answered(200, {"ok": False, "error": "channel_not_found"}), False),
+        (_answered(404), False),
         (PostedWithoutTs("slack chat.postMessage: no ts", status=200), True),
-        (ValueError("not a ConnectorError"), False),
     ],
     ids=lambda value: str(value).rsplit(": ", 1)[-1].replace(" ", "-") if isinstance(value, Exception) else None,
 )
-def test_outcome_unknown(error: Exception, unknown: bool) -> None:
+def test_outcome_unknown(error: ConnectorError, unknown: bool) -> None:
     assert outcome_unknown(error) is unknown
+
+
+def test_slacks_transient_answers_are_retriable_and_of_their_own_kind() -> None:
+    error = _answered(200, {"ok": False, "error": "internal_error"})
+    assert isinstance(error, TransientAnswer) and isinstance(error, RetriableError)
+    assert not isinstance(error, BackpressureError)
 
 
 async def test_fake_slack_keeps_block_ids_and_refuses_those_slack_would(fake_slack: FakeSlack) -> None:

@@ -77,5 +77,34 @@ def test_run_supervises_both_processes_and_stops_cleanly(kafka_bootstrap: str, n
         assert not (tmp_path / "run" / "effective-config.yaml").exists()
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)  # the children go with it (parent-death signal)
             proc.wait()
+
+
+def test_children_do_not_outlive_a_killed_supervisor(kafka_bootstrap: str, namespace: str, tmp_path: Path) -> None:
+    port = free_port(18898)
+    config = tmp_path / "threadlink.yaml"
+    config.write_text(
+        CONFIG.format(bootstrap=kafka_bootstrap, namespace=f"{namespace}-kill", port=port, state=tmp_path / "streams")
+    )
+    log = tmp_path / "run.log"
+    env = {**os.environ, "THREADLINK_RUN_DIR": str(tmp_path / "run")}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "threadlink", "--config", str(config), "run"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    children = f"threadlink --config {tmp_path}/run/"
+    try:
+        wait_for(lambda: "running; Ctrl-C stops" in log.read_text(), timeout_s=120, what="threadlink run to start")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # no chance to clean up
+        proc.wait()
+    wait_for(
+        lambda: subprocess.run(["pgrep", "-f", children], capture_output=True).returncode == 1,
+        timeout_s=60,
+        what="the children to stop after their supervisor was killed",
+    )

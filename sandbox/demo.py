@@ -69,6 +69,8 @@ def sandbox_settings(
                 "email": ident.jira_email,
                 "api_token": ident.jira_token,
                 "webhook_secret": ident.jira_webhook_secret,
+                # Security tickets only show in private channels (see the tests of that rule).
+                "project_visibility": {"SEC": "restricted"},
             },
         },
     )

@@ -252,3 +252,14 @@ def test_input_that_breaks_the_contract_is_dead_lettered_and_the_flow_goes_on(
     put_issue(sandbox, "SHOP-8", "After the poison")
     ts = sandbox.post(channel, "SHOP-8 still works?")
     wait_for(lambda: sandbox.cards(channel, ts), what="a card after the poison message")
+
+
+def test_a_restricted_ticket_shows_only_in_a_private_channel(sandbox: SandboxDeployment) -> None:
+    put_issue(sandbox, "SEC-1", "Leaked API key in build logs")
+    public, private = "C" + secrets.token_hex(4).upper(), "G" + secrets.token_hex(4).upper()
+    in_public = sandbox.post(public, "Is SEC-1 fixed?")
+    in_private = sandbox.post(private, "Is SEC-1 fixed?", channel_type="group")
+    cards = wait_for(lambda: sandbox.cards(private, in_private), what="the card in the private channel")
+    assert "Leaked API key" in cards[0]["text"]
+    time.sleep(2)  # the public mention was posted first: had it been carded, it would be there by now
+    assert sandbox.cards(public, in_public) == []

@@ -14,7 +14,7 @@ Example (a runnable sketch of the smallest sink)::
     class EchoSink(Sink):
         async def execute(self, command, envelope):
             print(command.kind)
-            return {}
+            return Effect()
 
     PLUGIN = ConnectorPlugin(kind="echo", config_model=EchoConfig,
                              build=lambda cfg, ctx: ConnectorParts(sink=EchoSink()))
@@ -31,6 +31,7 @@ from pydantic import BaseModel
 
 from schemas.commands import Command
 from schemas.envelope import Envelope
+from schemas.outcomes import Effect
 from schemas.topics import TopicNames
 
 
@@ -142,9 +143,9 @@ class Sink(ABC):
         again. The default does nothing."""
 
     @abstractmethod
-    async def execute(self, command: Command, envelope: Envelope[Command]) -> dict[str, Any]:
-        """Do the side effect of one command. Return a small JSON-able result (e.g. the id of
-        the posted message), stored in the ledger. Called for one command at a time."""
+    async def execute(self, command: Command, envelope: Envelope[Command]) -> Effect:
+        """Do the side effect of one command. Return what it made (e.g. the id of the posted
+        message): stored in the ledger and reported to the flows as the command's outcome."""
 
 
 @dataclass

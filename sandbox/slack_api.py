@@ -2,7 +2,7 @@
 
 `FakeSlack` is an aiohttp application that speaks Slack's wire format and auth:
 
-- Web API (`/api/<method>`): auth.test, chat.postMessage, chat.update, conversations.replies;
+- Web API (`/api/<method>`): auth.test, chat.postMessage, chat.update, chat.delete, conversations.replies;
   `Authorization: Bearer <token>` (or a `token` parameter, as Slack allows); form-encoded or
   JSON bodies; errors as `{"ok": false, "error": ...}` with HTTP 200, like Slack.
 - Events API: user messages (and, like Slack, the bot's own posts and edits) are POSTed as
@@ -420,6 +420,7 @@ class FakeSlack:
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
             "chat.update": self._update_message,
+            "chat.delete": self._delete_message,
             "conversations.replies": self._replies,
         }
 
@@ -488,6 +489,33 @@ class FakeSlack:
             "text": message["text"],
             "message": {"text": message["text"], "user": self.bot_user_id, "bot_id": self.bot_id},
         }
+
+    def _delete_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        conversation = self._conversation(params)
+        ts = str(params.get("ts", ""))
+        message = conversation.messages.get(ts)
+        if message is None:
+            raise _SlackError("message_not_found")
+        if message.get("bot_id") != self.bot_id:
+            raise _SlackError("cant_delete_message")
+        del conversation.messages[ts]
+        event_ts = self._next_ts()
+        self._in_background(
+            self._send_event(
+                {
+                    "type": "message",
+                    "subtype": "message_deleted",
+                    "hidden": True,
+                    "channel": conversation.id,
+                    "channel_type": conversation.type,
+                    "ts": event_ts,
+                    "event_ts": event_ts,
+                    "deleted_ts": ts,
+                    "previous_message": _event_view(message),
+                }
+            )
+        )
+        return {"ok": True, "channel": conversation.id, "ts": ts}
 
     def _replies(self, params: dict[str, Any]) -> dict[str, Any]:
         conversation = self._conversation(params)

@@ -1,53 +1,103 @@
-"""Commands from streams to sinks. Each carries a deterministic `command_id`: sinks keep a
-ledger of done ids, so a command delivered twice has its side effect once."""
+"""Commands from streams to sinks: the side effects threadlink wants done on a platform.
+
+Each carries a deterministic `command_id`: the same decision always gives the same id, so a
+command delivered or emitted twice has its side effect once (sinks keep a ledger of done ids).
+Ids of updates include the version they show, so each new version is its own side effect and a
+redelivered one is not.
+
+Every command is answered by an `Outcome` (schemas/outcomes.py) on the outcomes topic, under
+`reply_key`: that is how streams learn a card's platform message id, or that it failed for good.
+"""
 
 from __future__ import annotations
 
-import base64
 import hashlib
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from schemas.records import RecordRef, TicketRecord
-from schemas.social import ThreadRef
+from schemas.records import Record, RecordRef
+from schemas.social import Place, ThreadRef
 
 
-def command_id_for(kind: str, *parts: str) -> str:
+def command_id_for(kind: str, *parts: str | int) -> str:
     """Same inputs, same id: the idempotency key of a side effect."""
-    digest = hashlib.sha256("\x1f".join((kind, *parts)).encode()).hexdigest()[:32]
+    digest = hashlib.sha256("\x1f".join((kind, *map(str, parts))).encode()).hexdigest()[:32]
     return f"{kind}-{digest}"
 
 
-class _Command(BaseModel):
+class CommandBase(BaseModel):
     command_id: str
     target: str = Field(description="Name of the connector that carries it out (its commands topic).")
+    reply_key: str | None = Field(
+        default=None,
+        description="Kafka key of this command's outcome (the flow state it updates, e.g. the record id); "
+        "unset: the command's own key.",
+    )
+    not_before: datetime | None = Field(
+        default=None,
+        description="Not carried out before this time: the window in which a newer command with the same "
+        "coalesce_key can make this one unnecessary.",
+    )
+    coalesce_key: str | None = Field(
+        default=None,
+        description="Commands with the same coalesce_key (and Kafka key) replace each other: one that is still "
+        "waiting when a later one arrives, or that ranks below one already done, is superseded, not carried out.",
+    )
+    coalesce_rank: int = Field(default=0, description="Order among commands of one coalesce_key (e.g. the version).")
 
 
-class PostCard(_Command):
+class PostCard(CommandBase):
+    """Post a record's card at a place (a thread, usually)."""
+
     kind: Literal["post_card"] = "post_card"
-    thread: ThreadRef
-    record: TicketRecord
-    in_reply_to: str = Field(description="Message that mentioned the record.")
+    destination: Place
+    record: Record
+    in_reply_to: str | None = Field(default=None, description="The message that mentioned the record.")
+    redacted: bool = Field(default=False, description="Show only that a restricted record exists, not its content.")
 
 
-class UpdateCard(_Command):
+class UpdateCard(CommandBase):
+    """Show a newer version of a record in a card already posted."""
+
     kind: Literal["update_card"] = "update_card"
-    thread: ThreadRef
-    record: TicketRecord
-    card_message_id: str | None = None
+    destination: Place
+    record: Record
+    card_message_id: str = Field(description="Platform id of the card's message (from the PostCard's outcome).")
+    redacted: bool = False
 
 
-class AddComment(_Command):
+class DeleteCard(CommandBase):
+    """Remove a card (the message that caused it was deleted, or no longer names the record)."""
+
+    kind: Literal["delete_card"] = "delete_card"
+    destination: Place
+    record: RecordRef
+    card_message_id: str
+    reason: str
+
+
+class PostMessage(CommandBase):
+    """Say something at a place: a status change in a thread, a notice in a channel."""
+
+    kind: Literal["post_message"] = "post_message"
+    destination: Place
+    text: str = Field(max_length=4000, description="Plain text; the sink formats it for its platform.")
+    about: RecordRef | None = Field(default=None, description="The record it is about, if any.")
+
+
+class AddComment(CommandBase):
+    """Add a comment to a record (a back-link to the thread that discusses it)."""
+
     kind: Literal["add_comment"] = "add_comment"
     record: RecordRef
-    thread: ThreadRef
     body: str = Field(description="The comment's words; the sink adds the link to the thread.")
+    thread: ThreadRef | None = None
     permalink: str | None = None
 
 
-class CreateTicket(_Command):
+class CreateTicket(CommandBase):
     kind: Literal["create_ticket"] = "create_ticket"
     thread: ThreadRef
     project: str
@@ -55,65 +105,18 @@ class CreateTicket(_Command):
     description: str = ""
 
 
-class FetchRecord(_Command):
+class FetchRecord(CommandBase):
+    """Look a record up and publish it (or that it is missing) on the records topic."""
+
     kind: Literal["fetch_record"] = "fetch_record"
     record: RecordRef
 
 
-Command = Annotated[PostCard | UpdateCard | AddComment | CreateTicket | FetchRecord, Field(discriminator="kind")]
+Command = Annotated[
+    PostCard | UpdateCard | DeleteCard | PostMessage | AddComment | CreateTicket | FetchRecord,
+    Field(discriminator="kind"),
+]
 
-
-class LedgerEntry(BaseModel):
-    """A side effect that was done (sinks skip commands whose id is in the ledger), or that was
-    started: an `attempted` entry without a later `done` one means its outcome is unknown."""
-
-    command_id: str
-    target: str
-    state: Literal["attempted", "done"] = "done"
-    done_at: datetime
-    result: dict[str, Any] = Field(default_factory=dict)
-
-
-class DeadLetter(BaseModel):
-    """What could not be processed, with why: `threadlink dlq replay` sends it back."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: str | None = None
-    value: str = Field(description="The original value, UTF-8 (or base64 when not text).")
-    value_encoding: Literal["utf-8", "base64"] = "utf-8"
-    error_kind: Literal["fatal", "skippable", "retries_exhausted", "invalid"]
-    reason: str
-    consumer: str
-    failed_at: datetime
-    attempts: int = 1
-
-    @classmethod
-    def of_record(cls, record: Any, *, error_kind: str, reason: str, consumer: str, attempts: int = 1) -> DeadLetter:
-        """From a consumed record (kafka-python's ConsumerRecord or Faust's Message: both have
-        topic, partition, offset, key and value)."""
-        raw = record.value if isinstance(record.value, bytes) else str(record.value or "").encode()
-        try:
-            value, encoding = raw.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            value, encoding = base64.b64encode(raw).decode(), "base64"
-        key = record.key.decode("utf-8", "replace") if isinstance(record.key, bytes) else record.key
-        return cls.model_validate(
-            {
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
-                "key": key,
-                "value": value,
-                "value_encoding": encoding,
-                "error_kind": error_kind,
-                "reason": reason,
-                "consumer": consumer,
-                "failed_at": datetime.now(UTC),
-                "attempts": attempts,
-            }
-        )
-
-    def original_value(self) -> bytes:
-        return base64.b64decode(self.value) if self.value_encoding == "base64" else self.value.encode()
+CommandKind = Literal[
+    "post_card", "update_card", "delete_card", "post_message", "add_comment", "create_ticket", "fetch_record"
+]

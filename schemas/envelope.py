@@ -14,17 +14,12 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.trace import child_traceparent
+from schemas.visibility import Visibility
 
 #: Bump the minor for additive changes, the major for breaking ones (see schemas/compat.py).
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
 
 CONTENT_TYPE = "application/cloudevents+json"
-
-Visibility = Literal["public", "internal", "restricted"]
-"""How widely an event may be shown: a record never shows in a place more public than this."""
-
-VISIBILITY_RANK: dict[str, int] = {"public": 0, "internal": 1, "restricted": 2}
-"""Higher is more restricted."""
 
 DataT = TypeVar("DataT")
 
@@ -64,15 +59,20 @@ class Envelope(BaseModel, Generic[DataT]):
         subject: str | None = None,
         id: str | None = None,
         occurred_at: datetime | None = None,
+        received_at: datetime | None = None,
         visibility: Visibility = "internal",
         parent_traceparent: str | None = None,
     ) -> Envelope[DataT]:
+        """A new event. What streams derive from an event keeps its `occurred_at` and
+        `received_at`, so decisions made by event time come out the same when reprocessed."""
+        now = utcnow()
         return cls(
             id=id or str(uuid.uuid4()),
             source=f"/threadlink/{source_system}",
             type=type,
             subject=subject,
-            occurred_at=occurred_at or utcnow(),
+            occurred_at=occurred_at or now,
+            received_at=received_at or now,
             source_system=source_system,
             visibility=visibility,
             traceparent=child_traceparent(parent_traceparent),

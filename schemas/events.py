@@ -1,12 +1,15 @@
 """Event types (CloudEvents `type`), one place, reverse-DNS."""
 
 SOCIAL_MESSAGE = "io.threadlink.social.message.{action}"  # posted | edited | deleted
-RECORD_UPSERTED = "io.threadlink.record.ticket.upserted"
+SOCIAL_REACTION = "io.threadlink.social.reaction.{action}"  # added | removed
+RECORD_UPSERTED = "io.threadlink.record.{kind}.upserted"  # ticket | article | production_order | machine_state
 RECORD_MISSING = "io.threadlink.record.missing"
-RECORD_COMMENT = "io.threadlink.record.comment.added"
-LINK_REQUESTED = "io.threadlink.link.requested"
-LINK_CREATED = "io.threadlink.link.created"
+RECORD_COMMENT = "io.threadlink.record.comment.{action}"  # added | edited | deleted
+LINK_REQUESTED = "io.threadlink.link.{action}.requested"  # link | unlink
+LINK_CHANGED = "io.threadlink.link.{status}"  # requested | posted | failed | hidden | removed
 COMMAND = "io.threadlink.command.{kind}"
+OUTCOME = "io.threadlink.outcome.{status}"  # done | failed | superseded
 DEAD_LETTER = "io.threadlink.deadletter"
 LEDGER_ATTEMPTED = "io.threadlink.ledger.attempted"
 LEDGER_DONE = "io.threadlink.ledger.done"
+CHECKPOINT = "io.threadlink.checkpoint"

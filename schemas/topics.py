@@ -2,6 +2,12 @@
 
 `threadlink topics apply` creates or updates them from this catalog; the AsyncAPI document
 (schemas/asyncapi.yaml) is generated from it. Names are `<namespace>.<area>.<what>`.
+
+Partition counts are part of the contract where keys must meet: the streams read their inputs
+co-partitioned (a thread's or record's events all land on the same partition number of every
+input topic, where that key's table state lives), and a sink's ledger is partitioned like its
+commands. Such topics, and compacted keyed ones, must never get more partitions in place: that
+moves keys to other partitions and silently breaks the join (see `fixed_partitions`).
 """
 
 from __future__ import annotations
@@ -9,17 +15,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from schemas.commands import Command, DeadLetter, LedgerEntry
+from schemas.commands import Command
+from schemas.deadletters import DeadLetter
 from schemas.envelope import Envelope
+from schemas.ledger import LedgerEntry
 from schemas.links import Link, LinkRequest
-from schemas.records import RecordEvent, TicketComment
-from schemas.social import SocialMessage
+from schemas.outcomes import Outcome
+from schemas.records import RecordComment, RecordEvent
+from schemas.social import SocialEvent
 
 DAY_MS = 24 * 3600 * 1000
 
-#: Topics whose partitions must line up, because one agent joins them with a table
-#: (link requests meet the record table). Changing one count means changing both.
-RECORD_PARTITIONS = 6
+#: Partitions of every topic the streams read: they are joined by key, so they must all agree.
+STREAM_PARTITIONS = 6
+#: Partitions of every commands topic and of the ledger: an entry lands where its command does.
+SINK_PARTITIONS = 6
+#: How long the ledger remembers a command (docs/architecture.md says what this guarantees).
+LEDGER_RETENTION_MS = 7 * DAY_MS
+
+PartitionGroup = Literal["streams", "sinks"]
 
 
 @dataclass(frozen=True)
@@ -31,7 +45,14 @@ class TopicSpec:
     partitions: int = 6
     cleanup_policy: Literal["delete", "compact", "compact,delete"] = "delete"
     retention_ms: int | None = 7 * DAY_MS
+    partition_group: PartitionGroup | None = None
+    """Topics of one group are joined by key: they share a partition count."""
     extra_configs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def fixed_partitions(self) -> bool:
+        """Adding partitions would move keys: refused by `topics apply` (migrate instead)."""
+        return self.partition_group is not None or "compact" in self.cleanup_policy
 
     def configs(self, replication_factor: int) -> dict[str, str]:
         configs = {
@@ -52,12 +73,12 @@ class TopicNames:
     namespace: str = "threadlink"
 
     @property
-    def social_messages(self) -> str:
-        return f"{self.namespace}.social.messages"
+    def social_events(self) -> str:
+        return f"{self.namespace}.social.events"
 
     @property
     def records(self) -> str:
-        return f"{self.namespace}.records.tickets"
+        return f"{self.namespace}.records"
 
     @property
     def record_comments(self) -> str:
@@ -70,6 +91,10 @@ class TopicNames:
     @property
     def links(self) -> str:
         return f"{self.namespace}.links"
+
+    @property
+    def outcomes(self) -> str:
+        return f"{self.namespace}.sinks.outcomes"
 
     @property
     def dead_letters(self) -> str:
@@ -87,36 +112,54 @@ def catalog(names: TopicNames, command_targets: list[str] | tuple[str, ...]) -> 
     """All topics for a deployment; one commands topic per connector that runs a sink."""
     specs = [
         TopicSpec(
-            names.social_messages,
+            names.social_events,
             "thread id",
-            Envelope[SocialMessage],
-            "Messages posted, edited or deleted in social threads.",
+            Envelope[SocialEvent],
+            "What happens in social threads: messages posted, edited or deleted; reactions.",
+            partitions=STREAM_PARTITIONS,
+            partition_group="streams",
         ),
         TopicSpec(
             names.records,
             "record id",
             Envelope[RecordEvent],
-            "Latest state of core-system records (or that one is missing); feeds the record table.",
-            partitions=RECORD_PARTITIONS,
+            "Latest state of core-system records of every kind (or that one is missing); feeds the record table.",
+            partitions=STREAM_PARTITIONS,
+            partition_group="streams",
             cleanup_policy="compact",
             retention_ms=None,
         ),
         TopicSpec(
-            names.record_comments, "record id", Envelope[TicketComment], "Comments added to core-system records."
+            names.record_comments,
+            "record id",
+            Envelope[RecordComment],
+            "Comments added to, edited on or deleted from core-system records.",
+            partitions=STREAM_PARTITIONS,
+            partition_group="streams",
         ),
         TopicSpec(
             names.link_requests,
             "record id",
             Envelope[LinkRequest],
-            "Mentions of records, re-keyed by record to meet the record table.",
-            partitions=RECORD_PARTITIONS,
+            "Mentions of records (and mentions withdrawn), re-keyed by record to meet the record table.",
+            partitions=STREAM_PARTITIONS,
+            partition_group="streams",
+            retention_ms=DAY_MS,
+        ),
+        TopicSpec(
+            names.outcomes,
+            "the command's reply key (record id or thread id)",
+            Envelope[Outcome],
+            "What sinks did with each command (done with what it made, failed with why, superseded); read by streams.",
+            partitions=STREAM_PARTITIONS,
+            partition_group="streams",
             retention_ms=DAY_MS,
         ),
         TopicSpec(
             names.links,
             "thread id|record id",
             Envelope[Link],
-            "Which threads discuss which records.",
+            "Which threads discuss which records, and their cards' state.",
             cleanup_policy="compact",
             retention_ms=None,
         ),
@@ -130,11 +173,12 @@ def catalog(names: TopicNames, command_targets: list[str] | tuple[str, ...]) -> 
         ),
         TopicSpec(
             names.ledger,
-            "command id",
+            "the command's key",
             Envelope[LedgerEntry],
-            "Side effects already done, so redelivered commands are not done twice.",
-            cleanup_policy="compact",
-            retention_ms=None,
+            "Commands started and done, partitioned like the commands, so redelivered ones are not done twice.",
+            partitions=SINK_PARTITIONS,
+            partition_group="sinks",
+            retention_ms=LEDGER_RETENTION_MS,
         ),
     ]
     for target in sorted(set(command_targets)):
@@ -144,6 +188,8 @@ def catalog(names: TopicNames, command_targets: list[str] | tuple[str, ...]) -> 
                 "thread id or record id",
                 Envelope[Command],
                 f"Commands for the {target} connector's sink.",
+                partitions=SINK_PARTITIONS,
+                partition_group="sinks",
             )
         )
     return specs

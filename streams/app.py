@@ -1,6 +1,6 @@
 """The Faust app: built from the deployment settings, with every flow registered on it.
 
-threadlink streams run        # a worker (what deploy/ runs)
+threadlink streams run        # a worker (what deploy/ runs); run several to share the partitions
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from pathlib import Path
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from schemas.topics import STREAM_PARTITIONS
+from streams import agents
 from streams import tables as table_defs
 from streams import topics as topic_defs
-from streams.flows import link
+from streams.flows.link import LinkFlow
 from threadlink.config import Settings
 
 
@@ -25,6 +27,7 @@ class StreamsContext:
     settings: Settings
     topics: topic_defs.StreamTopics
     tables: table_defs.StreamTables
+    flow: LinkFlow | None = None
 
 
 def create_app(settings: Settings) -> StreamsContext:
@@ -37,14 +40,17 @@ def create_app(settings: Settings) -> StreamsContext:
     app = faust.App(
         streams.app_id,
         broker=[f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],
-        store="memory://",
+        store="rocksdb://",
         datadir=str(datadir),
         topic_replication_factor=kafka.replication_factor,
-        topic_partitions=6,
+        topic_partitions=STREAM_PARTITIONS,
         # Our topics come from `threadlink topics apply`; Faust only creates its own
         # (changelogs, assignor).
         topic_allow_declare=True,
         producer_acks=-1,
+        # Outputs of many events travel together; the flows wait for their acknowledgement.
+        producer_linger_ms=5,
+        consumer_auto_offset_reset="earliest",
         web_enabled=streams.web_port > 0,
         web_host="127.0.0.1",
         web_port=streams.web_port or 6066,
@@ -54,7 +60,7 @@ def create_app(settings: Settings) -> StreamsContext:
     ctx = StreamsContext(
         app=app,
         settings=settings,
-        topics=topic_defs.StreamTopics.declare(app, kafka.topics),
+        topics=topic_defs.StreamTopics(kafka.topics, app),
         tables=table_defs.StreamTables.declare(app),
     )
 
@@ -62,5 +68,5 @@ def create_app(settings: Settings) -> StreamsContext:
     async def metrics(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         return view.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    link.register(ctx)
+    ctx.flow = agents.register(ctx)
     return ctx

@@ -1,30 +1,26 @@
-"""The catalog's topics as Faust sees them. Values are raw bytes: flows validate them with
-the schemas/ models themselves, so a bad record goes to the dead-letter topic with a reason
-instead of failing inside Faust's deserializer."""
+"""The catalog's topics as Faust sees them, each declared once. Values are raw bytes: flows
+validate them with the schemas/ models themselves, so a bad record goes to the dead-letter
+topic with a reason instead of failing inside Faust's deserializer."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import faust
 
-from schemas.topics import RECORD_PARTITIONS, TopicNames
+from schemas.topics import STREAM_PARTITIONS, TopicNames
 
 
 @dataclass
 class StreamTopics:
     names: TopicNames
-    social_messages: faust.TopicT
-    records: faust.TopicT
-    link_requests: faust.TopicT
-    links: faust.TopicT
-    dead_letters: faust.TopicT
-    _app: faust.App
+    app: faust.App
+    _declared: dict[str, faust.TopicT] = field(default_factory=dict)
 
-    @classmethod
-    def declare(cls, app: faust.App, names: TopicNames) -> StreamTopics:
-        def topic(name: str, partitions: int | None = None) -> faust.TopicT:
-            return app.topic(
+    def topic(self, name: str, partitions: int | None = None) -> faust.TopicT:
+        """The Faust topic of `name`, built on first use (outputs to any topic go through here)."""
+        if name not in self._declared:
+            self._declared[name] = self.app.topic(
                 name,
                 key_type=bytes,
                 value_type=bytes,
@@ -33,23 +29,24 @@ class StreamTopics:
                 partitions=partitions,
                 internal=False,
             )
+        return self._declared[name]
 
-        return cls(
-            names=names,
-            social_messages=topic(names.social_messages),
-            records=topic(names.records, RECORD_PARTITIONS),
-            link_requests=topic(names.link_requests, RECORD_PARTITIONS),
-            links=topic(names.links),
-            dead_letters=topic(names.dead_letters),
-            _app=app,
-        )
+    @property
+    def social_events(self) -> faust.TopicT:
+        return self.topic(self.names.social_events, STREAM_PARTITIONS)
 
-    def commands(self, target: str) -> faust.TopicT:
-        return self._app.topic(
-            self.names.commands(target),
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            internal=False,
-        )
+    @property
+    def records(self) -> faust.TopicT:
+        return self.topic(self.names.records, STREAM_PARTITIONS)
+
+    @property
+    def record_comments(self) -> faust.TopicT:
+        return self.topic(self.names.record_comments, STREAM_PARTITIONS)
+
+    @property
+    def link_requests(self) -> faust.TopicT:
+        return self.topic(self.names.link_requests, STREAM_PARTITIONS)
+
+    @property
+    def outcomes(self) -> faust.TopicT:
+        return self.topic(self.names.outcomes, STREAM_PARTITIONS)

@@ -74,13 +74,14 @@ def cmd_streams_run(args: argparse.Namespace) -> int:
 
 
 def cmd_topics_apply(args: argparse.Namespace) -> int:
-    from threadlink.topics_admin import apply_topics
+    from threadlink.topics_admin import REFUSED, apply_topics
 
     settings = _settings(args)
     _require_kafka(settings)
-    for line in apply_topics(settings):
+    report = apply_topics(settings)
+    for line in report:
         print(line)
-    return 0
+    return 1 if any(line.startswith(REFUSED) for line in report) else 0
 
 
 def cmd_topics_list(args: argparse.Namespace) -> int:

@@ -77,6 +77,39 @@ class MentionPattern(BaseModel):
         return value
 
 
+class FollowSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    window_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=300,
+        description="Changes of a record within this many seconds become one update per card (and one reply).",
+    )
+    notify_fields: list[str] = Field(
+        default_factory=lambda: ["status"],
+        description="Display fields (by name: status, assignee, priority, ...) whose change also gets a short "
+        "reply in each linked thread; the card is updated in place for any change.",
+    )
+    follow_days: int = Field(
+        default=30, ge=1, description="A card stops following its record this many days after its last mention."
+    )
+
+
+class LimitSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mentions_per_message: int = Field(
+        default=10, ge=1, le=1000, description="Records one message may link; the rest are logged and counted."
+    )
+    fetches_per_message: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="Records threadlink has never seen that one message may have looked up; others get no card.",
+    )
+
+
 class StreamSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -86,7 +119,12 @@ class StreamSettings(BaseModel):
         default_factory=lambda: [MentionPattern(system="jira", regex=r"\b[A-Z][A-Z0-9]{1,9}-[1-9][0-9]{0,8}\b")],
         description="Which words in a message name a record, and in which system.",
     )
-    state_dir: str = Field(default=".run/streams", description="Faust's local data directory.")
+    state_dir: str = Field(
+        default=".run/streams",
+        description="Where the worker keeps its tables (RocksDB), so a restart reads only what changed.",
+    )
+    follow: FollowSettings = Field(default_factory=FollowSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
 
 
 class ConnectorEntry(BaseModel):

@@ -11,7 +11,7 @@ from kafka import KafkaConsumer, TopicPartition
 from pydantic import TypeAdapter, ValidationError
 
 from connectors.runtime.kafka import KafkaPublisher, read_to_end
-from schemas.commands import DeadLetter
+from schemas.deadletters import DeadLetter
 from schemas.envelope import Envelope
 from threadlink.config import Settings
 

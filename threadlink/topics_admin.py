@@ -1,8 +1,13 @@
 """`threadlink topics apply`: make the broker's topics match the catalog in schemas/topics.py.
 
-Creates missing topics, adds partitions where the catalog has more, and sets the catalog's
-configs (incrementally: other settings an operator made are kept). Never deletes anything
-and never shrinks (Kafka cannot): it says so instead.
+Creates missing topics, adds partitions where the catalog has more and that is safe, and sets
+the catalog's configs (incrementally: other settings an operator made are kept). Never deletes
+anything and never shrinks (Kafka cannot): it says so instead.
+
+Adding partitions moves keys to other partitions. For a compacted keyed topic (the latest
+state of each key) or a topic joined with others by key (the streams' inputs, a sink's
+commands and its ledger), that silently breaks the join, so `apply` refuses and says how to
+migrate instead.
 """
 
 from __future__ import annotations
@@ -16,6 +21,21 @@ from schemas.topics import TopicSpec, catalog
 from threadlink.config import Settings
 
 TOPIC_ALREADY_EXISTS = TopicAlreadyExistsError.errno
+#: How a report line starts when `apply` would not do what the catalog says.
+REFUSED = "refused "
+
+
+def _why(spec: TopicSpec) -> str:
+    what = (
+        f"it is joined by key with the other {spec.partition_group} topics"
+        if spec.partition_group
+        else "it is compacted by key"
+    )
+    return (
+        f"Not adding partitions: {what}, and more partitions would move keys to other partitions. "
+        "To change the count, create the new topics beside the old ones (another kafka.namespace), "
+        "let threadlink fill them, and switch over (docs/architecture.md, 'Changing partition counts')."
+    )
 
 
 def planned_topics(settings: Settings) -> list[TopicSpec]:
@@ -56,9 +76,12 @@ def apply_topics(settings: Settings, *, timeout_s: float = 60) -> list[str]:
                 if s.name not in existing
             ]
         present = [s for s in specs if s.name in existing]
+        expected = {s.name: s.partitions for s in specs}
         if present:
             described = {t["name"]: len(t["partitions"]) for t in admin.describe_topics([s.name for s in present])}
-            grow = {s.name: NewPartitions(s.partitions) for s in present if described.get(s.name, 0) < s.partitions}
+            short = [s for s in present if described.get(s.name, 0) < s.partitions]
+            kept_short = {s.name for s in short if s.fixed_partitions}
+            grow = {s.name: NewPartitions(s.partitions) for s in short if s.name not in kept_short}
             if grow:
                 admin.create_partitions(grow)
             # raise_on_unknown=False: the client's own check asks the broker about the topic first,
@@ -67,23 +90,27 @@ def apply_topics(settings: Settings, *, timeout_s: float = 60) -> list[str]:
                 [ConfigResource(ConfigResourceType.TOPIC, s.name, configs=s.configs(rf)) for s in present],
                 raise_on_unknown=False,
             )
-            refused = {name: result for name, result in answer.get("topic", {}).items() if result != "OK"}
-            if refused:
+            refused_configs = {name: result for name, result in answer.get("topic", {}).items() if result != "OK"}
+            if refused_configs:
                 raise RuntimeError(
-                    "the broker refused topic configs: " + "; ".join(f"{n}: {r}" for n, r in refused.items())
+                    "the broker refused topic configs: " + "; ".join(f"{n}: {r}" for n, r in refused_configs.items())
                 )
             for s in present:
                 have = described.get(s.name, 0)
-                if s.name in grow:
+                if s.name in kept_short:
+                    expected[s.name] = have
+                    report.append(f"{REFUSED}  {s.name}: has {have} partitions, catalog says {s.partitions}. {_why(s)}")
+                elif s.name in grow:
                     report.append(f"updated  {s.name}: partitions {have} -> {s.partitions}, configs applied")
                 elif have > s.partitions:
+                    expected[s.name] = have
                     report.append(
                         f"kept     {s.name}: has {have} partitions, catalog says {s.partitions} "
                         "(Kafka cannot shrink a topic)"
                     )
                 else:
                     report.append(f"ok       {s.name}")
-        _wait_for_leaders(admin, {s.name: s.partitions for s in specs}, timeout_s)
+        _wait_for_leaders(admin, expected, timeout_s)
     except KafkaError as exc:
         raise RuntimeError(f"Kafka at {servers} refused the topic changes: {exc}") from exc
     finally:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-Visibility = Literal["public", "internal", "restricted"]
+from schemas.visibility import Visibility
 
 
 class JiraConfig(BaseModel):

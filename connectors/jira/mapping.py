@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.errors import SkippableError
-from connectors.jira.config import JiraConfig, Visibility
-from schemas.envelope import VISIBILITY_RANK
-from schemas.records import RecordRef, TicketComment, TicketRecord
+from connectors.jira.config import JiraConfig
+from schemas.records import RecordComment, RecordRef, TicketRecord, version_of
 from schemas.social import ThreadRef
+from schemas.visibility import Visibility, narrowest
 
 # Jira Cloud refuses comments longer than 32767 characters; leave room for the link.
 MAX_TEXT_CHARS = 30_000
@@ -41,10 +41,6 @@ def project_of_key(key: str) -> str | None:
     return project.upper() if sep and project and number.isdigit() else None
 
 
-def stricter(a: Visibility, b: Visibility) -> Visibility:
-    return a if VISIBILITY_RANK[a] >= VISIBILITY_RANK[b] else b
-
-
 def _name(value: Any, attribute: str) -> str | None:
     if isinstance(value, Mapping) and isinstance(value.get(attribute), str):
         return value[attribute]
@@ -66,6 +62,7 @@ def ticket_from_issue(issue: Any, *, system: str, config: JiraConfig) -> TicketR
         raise SkippableError(f"jira issue {key} without fields")
     project = _name(fields.get("project"), "key") or project_of_key(key)
     summary = fields.get("summary")
+    updated_at = parse_jira_time(fields.get("updated"))
     return TicketRecord(
         ref=RecordRef(system=system, key=key),
         title=summary if isinstance(summary, str) and summary else key,
@@ -74,7 +71,8 @@ def ticket_from_issue(issue: Any, *, system: str, config: JiraConfig) -> TicketR
         priority=_name(fields.get("priority"), "name"),
         project=project,
         url=f"{config.base_url}/browse/{key}",
-        updated_at=parse_jira_time(fields.get("updated")),
+        updated_at=updated_at,
+        version=version_of(updated_at),
         visibility=config.visibility_of(project),
     )
 
@@ -100,20 +98,26 @@ def adf_text(node: Any) -> str:
     return "".join(adf_text(child) for child in children)
 
 
-def comment_from_webhook(payload: Mapping[str, Any], *, system: str) -> TicketComment:
-    """A `comment_created` webhook as a TicketComment. Jira Cloud sends the comment body as a
+def comment_from_webhook(
+    payload: Mapping[str, Any], *, system: str, project_visibility: Visibility = "internal"
+) -> RecordComment:
+    """A `comment_created` webhook as a RecordComment. Jira Cloud sends the comment body as a
     string in webhooks (ADF in REST v3 answers); both are accepted."""
     key = issue_key(payload.get("issue"))
     comment = payload.get("comment")
     if not isinstance(comment, Mapping) or comment.get("id") in (None, ""):
         raise SkippableError(f"jira comment webhook for {key} without a comment id")
-    return TicketComment(
+    created_at = parse_jira_time(comment.get("created"))
+    return RecordComment(
         ref=RecordRef(system=system, key=key),
         comment_id=str(comment["id"]),
         author=_name(comment.get("author"), "displayName"),
         body=adf_text(comment.get("body")),
         public=comment_is_public(comment),
-        created_at=parse_jira_time(comment.get("created")),
+        visibility=comment_visibility(comment, project_visibility),
+        by_threadlink=backlink_command_id(comment) is not None,
+        created_at=created_at,
+        version=version_of(parse_jira_time(comment.get("updated")) or created_at),
     )
 
 
@@ -126,7 +130,7 @@ def comment_visibility(comment: Mapping[str, Any], project_visibility: Visibilit
     if comment.get("visibility"):
         return "restricted"
     if comment.get("jsdPublic") is False:
-        return stricter(project_visibility, "internal")
+        return narrowest(project_visibility, "internal")
     return project_visibility
 
 
@@ -148,17 +152,18 @@ def _lines(text: str) -> list[dict[str, Any]]:
     return nodes
 
 
-def backlink_adf(thread: ThreadRef, *, permalink: str | None = None, text: str = "") -> dict[str, Any]:
+def backlink_adf(thread: ThreadRef | None, *, permalink: str | None = None, text: str = "") -> dict[str, Any]:
     """The ADF body of a back-link comment: `text` (the command's words; by default "Discussed
     in Slack thread") followed by the permalink as a link, or by the thread's id when there is
-    no http(s) permalink. ADF text nodes must not be empty, so blank lines become breaks."""
-    intro = text.strip() or f"Discussed in a {thread.platform} thread"
+    no http(s) permalink (nothing when the comment names no thread). ADF text nodes must not be
+    empty, so blank lines become breaks."""
+    intro = text.strip() or (f"Discussed in a {thread.platform} thread" if thread else "Discussed in a thread")
     if len(intro) > MAX_TEXT_CHARS:
         intro = intro[: MAX_TEXT_CHARS - 1] + "…"
     content = _lines(intro + " ")
     if permalink and permalink.startswith(("https://", "http://")):
         content.append(_text(permalink, href=permalink))
-    else:
+    elif thread is not None:
         content.append(_text(thread.id))
     return {"type": "doc", "version": 1, "content": [{"type": "paragraph", "content": content}]}
 

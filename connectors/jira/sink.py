@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from contextlib import aclosing
-from typing import Any
 
 from connectors.base import ConnectorContext, Sink
 from connectors.errors import (
@@ -16,7 +15,7 @@ from connectors.errors import (
     outcome_unknown,
 )
 from connectors.jira.client import JiraClient
-from connectors.jira.config import JiraConfig, Visibility
+from connectors.jira.config import JiraConfig
 from connectors.jira.mapping import (
     backlink_adf,
     backlink_command_id,
@@ -28,13 +27,16 @@ from connectors.runtime.dedup import RecentIds
 from schemas import events
 from schemas.commands import AddComment, Command, FetchRecord
 from schemas.envelope import Envelope
+from schemas.outcomes import Effect
 from schemas.records import RecordEvent, RecordMissing, RecordRef, TicketRecord
+from schemas.visibility import Visibility
 
 log = logging.getLogger(__name__)
 
 
 class JiraSink(Sink):
-    """Lifecycle: the runtime calls `execute` for one command at a time after `start()`, and
+    """Lifecycle: the runtime calls `execute` for commands (concurrently across records, in
+    order within one) after `start()`, and
     `stop()` once at the end, which closes the HTTP client. Errors follow connectors.errors:
     429/5xx/timeouts are retried by the runtime, 401/403 are fatal, a missing issue is an
     answer (RecordMissing), not a failure.
@@ -42,7 +44,7 @@ class JiraSink(Sink):
     Back-link comments are posted once even when an earlier attempt may have stored one: each
     comment carries its command id as an entity property, and before posting such a command
     again the sink looks for a comment with that id among the issue's newest
-    `recovery_scan_limit` comments and answers with it (`"recovered": True`). An earlier
+    `recovery_scan_limit` comments and answers with it (`Effect(recovered=True)`). An earlier
     attempt may have stored it when
 
     - an attempt in this process failed after Jira may have acted (a 5xx, a timeout:
@@ -78,7 +80,7 @@ class JiraSink(Sink):
         look for its back-link before posting it again."""
         self._unsure.remember(command_id)
 
-    async def execute(self, command: Command, envelope: Envelope[Command]) -> dict[str, Any]:
+    async def execute(self, command: Command, envelope: Envelope[Command]) -> Effect:
         if isinstance(command, FetchRecord):
             return await self._fetch(command, envelope)
         if isinstance(command, AddComment):
@@ -89,7 +91,7 @@ class JiraSink(Sink):
         if ref.system != self.ctx.name:
             raise SkippableError(f"record {ref.id} belongs to {ref.system!r}, not to connector {self.ctx.name!r}")
 
-    async def _fetch(self, command: FetchRecord, envelope: Envelope[Command]) -> dict[str, Any]:
+    async def _fetch(self, command: FetchRecord, envelope: Envelope[Command]) -> Effect:
         self._check_system(command.record)
         try:
             issue = await self.client.get_issue(command.record.key)
@@ -97,28 +99,29 @@ class JiraSink(Sink):
             missing = RecordMissing(ref=command.record, reason="not found")
             visibility = self.config.visibility_of(project_of_key(command.record.key))
             await self._publish(missing, events.RECORD_MISSING, command, envelope, visibility=visibility)
-            return {"found": False}
+            return Effect(found=False)
         record = ticket_from_issue(issue, system=self.ctx.name, config=self.config)
-        await self._publish(record, events.RECORD_UPSERTED, command, envelope, visibility=record.visibility)
+        upserted = events.RECORD_UPSERTED.format(kind=record.kind)
+        await self._publish(record, upserted, command, envelope, visibility=record.visibility)
         if record.ref.key != command.record.key:
             # Jira answers a moved or differently-cased key with the issue it is now; links wait
             # under the key that was asked for, so the record is published under that one too.
             alias = record.model_copy(update={"ref": command.record})
             await self._publish(
-                alias, events.RECORD_UPSERTED, command, envelope, visibility=record.visibility, id_suffix=":requested"
+                alias, upserted, command, envelope, visibility=record.visibility, id_suffix=":requested"
             )
-        return {"found": True, "key": record.ref.key}
+        return Effect(found=True, url=record.url)
 
-    async def _comment(self, command: AddComment) -> dict[str, Any]:
+    async def _comment(self, command: AddComment) -> Effect:
         self._check_system(command.record)
         if not self.config.comment_backlinks:
-            return {"skipped": "comment_backlinks disabled"}
+            return Effect(skipped="comment_backlinks disabled")
         key, command_id = command.record.key, command.command_id
         if self._unsure.seen(command_id):
             found = await self._find_backlink(key, command_id)
             if found is not None:
                 log.info("jira: back-link %s for %s was stored despite the failed attempt", found, command_id)
-                return {"comment_id": found, "recovered": True}
+                return Effect(comment_id=found, recovered=True)
         body = backlink_adf(command.thread, permalink=command.permalink, text=command.body)
         try:
             comment = await self.client.add_comment(key, body, properties=backlink_property(command_id))
@@ -129,7 +132,7 @@ class JiraSink(Sink):
         comment_id = comment.get("id")
         if comment_id in (None, ""):
             raise FatalError("jira POST comment: answer without a comment id")
-        return {"comment_id": str(comment_id)}
+        return Effect(comment_id=str(comment_id))
 
     async def _find_backlink(self, key: str, command_id: str) -> str | None:
         """The id of the comment on `key` tagged with `command_id`, among its newest ones.

@@ -24,7 +24,6 @@ from connectors.errors import SkippableError
 from connectors.jira.config import JiraConfig
 from connectors.jira.mapping import (
     comment_from_webhook,
-    comment_visibility,
     issue_key,
     parse_jira_time,
     project_of_key,
@@ -32,7 +31,7 @@ from connectors.jira.mapping import (
 )
 from schemas import events
 from schemas.envelope import Envelope
-from schemas.records import RecordEvent, RecordMissing, RecordRef, TicketComment
+from schemas.records import RecordComment, RecordEvent, RecordMissing, RecordRef, version_of
 
 SIGNATURE_HEADER = "X-Hub-Signature"
 DELIVERY_HEADER = "X-Atlassian-Webhook-Identifier"
@@ -105,7 +104,7 @@ class JiraWebhookSource(WebhookSource):
         record = ticket_from_issue(payload.get("issue"), system=self.ctx.name, config=self.config)
         return Envelope[RecordEvent].wrap(
             record,
-            type=events.RECORD_UPSERTED,
+            type=events.RECORD_UPSERTED.format(kind=record.kind),
             source_system=self.ctx.name,
             subject=record.ref.id,
             id=self._event_id(payload, event, request),
@@ -119,28 +118,32 @@ class JiraWebhookSource(WebhookSource):
         fields = issue.get("fields") if isinstance(issue, Mapping) else None
         project = fields.get("project") if isinstance(fields, Mapping) else None
         project_key = project.get("key") if isinstance(project, Mapping) else None
-        missing = RecordMissing(ref=RecordRef(system=self.ctx.name, key=key), reason="deleted")
+        deleted_at = parse_jira_time(payload.get("timestamp"))
+        missing = RecordMissing(
+            ref=RecordRef(system=self.ctx.name, key=key), reason="deleted", version=version_of(deleted_at)
+        )
         return Envelope[RecordEvent].wrap(
             missing,
             type=events.RECORD_MISSING,
             source_system=self.ctx.name,
             subject=missing.ref.id,
             id=self._event_id(payload, event, request),
-            occurred_at=parse_jira_time(payload.get("timestamp")),
+            occurred_at=deleted_at,
             visibility=self.config.visibility_of(project_key if isinstance(project_key, str) else project_of_key(key)),
         )
 
     def _comment_created(self, payload: Mapping[str, Any], event: str, request: WebhookRequest) -> Envelope[Any]:
-        comment = comment_from_webhook(payload, system=self.ctx.name)
-        project_visibility = self.config.visibility_of(project_of_key(comment.ref.key))
-        return Envelope[TicketComment].wrap(
+        key = issue_key(payload.get("issue"))
+        project_visibility = self.config.visibility_of(project_of_key(key))
+        comment = comment_from_webhook(payload, system=self.ctx.name, project_visibility=project_visibility)
+        return Envelope[RecordComment].wrap(
             comment,
-            type=events.RECORD_COMMENT,
+            type=events.RECORD_COMMENT.format(action=comment.action),
             source_system=self.ctx.name,
             subject=comment.ref.id,
             id=self._event_id(payload, event, request),
             occurred_at=parse_jira_time(payload.get("timestamp")) or comment.created_at,
-            visibility=comment_visibility(payload["comment"], project_visibility),
+            visibility=comment.visibility,
         )
 
     def _event_id(self, payload: Mapping[str, Any], event: str, request: WebhookRequest) -> str:

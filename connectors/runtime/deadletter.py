@@ -6,7 +6,7 @@ from typing import Any
 
 from connectors.runtime.metrics import DEAD_LETTERS
 from schemas import events
-from schemas.commands import DeadLetter
+from schemas.deadletters import DeadLetter
 from schemas.envelope import Envelope
 from schemas.topics import TopicNames
 

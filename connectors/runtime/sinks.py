@@ -21,8 +21,12 @@ from connectors.runtime.deadletter import send_to_dead_letters
 from connectors.runtime.kafka import KafkaPublisher, read_to_end
 from connectors.runtime.retry import RetryPolicy
 from schemas import events
-from schemas.commands import Command, DeadLetter, LedgerEntry
+from schemas.commands import Command
+from schemas.deadletters import DeadLetter
 from schemas.envelope import Envelope, utcnow
+from schemas.ledger import LedgerEntry
+from schemas.outcomes import Effect, ErrorKind, Outcome
+from schemas.records import RecordBase, RecordRef
 from schemas.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -56,7 +60,7 @@ class SinkRunner:
         self._client_id = client_id
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sink-{name}")
         self._consumer: KafkaConsumer | None = None
-        self._ledger: set[str] = set()
+        self._ledger: dict[str, Effect] = {}
         self._attempted: set[str] = set()
         """Started, never recorded as done: the outcome is unknown."""
         self._stopping = asyncio.Event()
@@ -117,6 +121,8 @@ class SinkRunner:
         command = envelope.data
         if command.command_id in self._ledger:
             metrics.SINK_COMMANDS.labels(self.name, command.kind, "duplicate").inc()
+            # Said again: the flow that re-emitted it may not have heard the first time.
+            await self._report(envelope, record, "done", effect=self._ledger[command.command_id], redelivered=True)
             return
         started = time.perf_counter()
         attempts = 0
@@ -125,11 +131,11 @@ class SinkRunner:
 
         # Recorded before the side effect: a crash during it leaves the outcome known to be unknown.
         async def record_attempt() -> None:
-            await self._record(command.command_id, "attempted", {}, envelope.traceparent)
+            await self._record(command.command_id, "attempted", None, envelope.traceparent)
 
         await self.retry.call(record_attempt)
 
-        async def attempt() -> dict[str, Any]:
+        async def attempt() -> Effect:
             nonlocal attempts
             attempts += 1
             return await self.sink.execute(command, envelope)
@@ -140,35 +146,79 @@ class SinkRunner:
                 "sink %s: %s %s: %s; retrying", self.name, command.kind, command.command_id, state.outcome.exception()
             )
 
+        failure: tuple[ErrorKind, str] | None = None
         try:
-            result = await self.retry.call(attempt, on_retry=on_retry)
+            effect = await self.retry.call(attempt, on_retry=on_retry)
         except RetriableError as exc:
-            await self._dead_letter(record, "retries_exhausted", str(exc), attempts)
-            metrics.SINK_COMMANDS.labels(self.name, command.kind, "dead_lettered").inc()
-            return
+            failure = ("retries_exhausted", str(exc))
         except ConnectorError as exc:
-            await self._dead_letter(record, exc.kind, str(exc), attempts)
-            metrics.SINK_COMMANDS.labels(self.name, command.kind, "dead_lettered").inc()
-            return
+            failure = ("skippable" if exc.kind == "skippable" else "fatal", str(exc))
         except Exception as exc:  # a bug in a sink must not stop the partition or lose the command
             log.exception("sink %s: %s failed unexpectedly", self.name, command.kind)
-            await self._dead_letter(record, "fatal", f"unexpected {type(exc).__name__}", attempts)
+            failure = ("fatal", f"unexpected {type(exc).__name__}")
+        if failure is not None:
+            await self._dead_letter(record, failure[0], failure[1], attempts)
+            await self._report(envelope, record, "failed", error_kind=failure[0], reason=failure[1])
             metrics.SINK_COMMANDS.labels(self.name, command.kind, "dead_lettered").inc()
             return
 
         # The side effect happened: the ledger write is retried on its own, never the effect again.
         async def remember() -> None:
-            await self._record(command.command_id, "done", result or {}, envelope.traceparent)
+            await self._record(command.command_id, "done", effect, envelope.traceparent)
 
         await self.retry.call(remember)
+        await self._report(envelope, record, "done", effect=effect)
         metrics.SINK_COMMANDS.labels(self.name, command.kind, "done").inc()
         metrics.SINK_SECONDS.labels(self.name, command.kind).observe(time.perf_counter() - started)
         metrics.END_TO_END_SECONDS.labels(self.name, command.kind).observe(
             max(0.0, (utcnow() - envelope.occurred_at).total_seconds())
         )
 
-    async def _record(self, command_id: str, state: str, result: dict[str, Any], traceparent: str | None) -> None:
-        entry = LedgerEntry(command_id=command_id, target=self.name, state=state, done_at=utcnow(), result=result)
+    async def _report(
+        self,
+        envelope: Envelope[Command],
+        record: Any,
+        status: Any,
+        *,
+        effect: Effect | None = None,
+        error_kind: ErrorKind | None = None,
+        reason: str | None = None,
+        redelivered: bool = False,
+    ) -> None:
+        """The command's outcome, to the flows that sent it (retried through broker blips)."""
+        command = envelope.data
+        about = getattr(command, "record", None)
+        outcome = Outcome(
+            command_id=command.command_id,
+            command_kind=command.kind,
+            target=self.name,
+            status=status,
+            effect=effect,
+            error_kind=error_kind,
+            reason=reason,
+            destination=getattr(command, "destination", None),
+            record=about.ref if isinstance(about, RecordBase) else about if isinstance(about, RecordRef) else None,
+            version=about.version if isinstance(about, RecordBase) else None,
+            redelivered=redelivered,
+            completed_at=utcnow(),
+        )
+        key = command.reply_key or (record.key.decode() if isinstance(record.key, bytes) else str(record.key or ""))
+        reply = Envelope.wrap(
+            outcome,
+            type=events.OUTCOME.format(status=status),
+            source_system=self.name,
+            subject=key,
+            parent_traceparent=envelope.traceparent,
+            visibility="restricted",
+        )
+
+        async def send() -> None:
+            await self.publisher.publish(self.topics.outcomes, key, reply)
+
+        await self.retry.call(send)
+
+    async def _record(self, command_id: str, state: str, effect: Effect | None, traceparent: str | None) -> None:
+        entry = LedgerEntry(command_id=command_id, target=self.name, state=state, at=utcnow(), effect=effect)
         event_type = events.LEDGER_DONE if state == "done" else events.LEDGER_ATTEMPTED
         envelope = Envelope.wrap(
             entry,
@@ -183,13 +233,13 @@ class SinkRunner:
 
     def _note(self, entry: LedgerEntry) -> None:
         if entry.state == "done":
-            self._ledger.add(entry.command_id)
+            self._ledger[entry.command_id] = entry.effect or Effect()
             self._attempted.discard(entry.command_id)
         elif entry.command_id not in self._ledger:
             self._attempted.add(entry.command_id)
         metrics.LEDGER_SIZE.labels(self.name).set(len(self._ledger))
 
-    async def _dead_letter(self, record: Any, kind: str, reason: str, attempts: int = 1) -> None:
+    async def _dead_letter(self, record: Any, kind: ErrorKind, reason: str, attempts: int = 1) -> None:
         log.error(
             "sink %s: dead-lettering %s[%d]@%d (%s): %s",
             self.name,

@@ -1,8 +1,12 @@
-"""The card threadlink posts into a thread for a ticket: one Block Kit section, plus the
-plain-text fallback Slack shows in notifications and to clients without blocks.
+"""The card threadlink posts into a thread for a record of any kind: one Block Kit section
+made of the record's title and its display fields, plus the plain-text fallback Slack shows in
+notifications and to clients without blocks.
 
     *<https://acme.atlassian.net/browse/PROJ-1|PROJ-1>* Login fails on Safari
     Status: In Progress    Assignee: Ada    Priority: High
+
+A redacted card (a restricted record in a place too public for it) names the record and says it
+is restricted, nothing more.
 
 A posted card's first block carries `block_id = "tl-" + command_id` (`card_block_id`).
 chat.postMessage has no idempotency key, but Slack keeps a block_id it is given and returns it
@@ -16,10 +20,12 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from schemas.records import TicketRecord
+from schemas.records import RecordBase
 
 #: Slack's limit on a section's text is 3000 characters; a title never needs that many.
 MAX_TITLE = 200
+#: Slack's limit on a section's text.
+MAX_SECTION_TEXT = 3000
 #: What every card tag starts with.
 BLOCK_ID_PREFIX = "tl-"
 #: Slack's limit on a block_id (https://api.slack.com/reference/block-kit/blocks).
@@ -31,15 +37,22 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _title(record: TicketRecord) -> str:
+#: Slack shows at most 10 fields in a section.
+MAX_FIELDS = 10
+REDACTED_TEXT = "restricted: open it in its own system to see it"
+
+
+def _title(record: RecordBase) -> str:
     title = " ".join(record.title.split())
     return title if len(title) <= MAX_TITLE else title[: MAX_TITLE - 1] + "…"
 
 
-def card_text(record: TicketRecord) -> str:
+def card_text(record: RecordBase, *, redacted: bool = False) -> str:
     """The fallback, e.g. `PROJ-1: Title (In Progress)`."""
-    status = f" ({record.status})" if record.status else ""
-    return escape(f"{record.ref.key}: {_title(record)}{status}")
+    if redacted:
+        return escape(f"{record.ref.key}: {REDACTED_TEXT}")
+    status = record.field_value("status")
+    return escape(f"{record.ref.key}: {_title(record)}" + (f" ({status})" if status else ""))
 
 
 def card_block_id(command_id: str) -> str:
@@ -61,29 +74,45 @@ def is_card_of(message: Mapping[str, Any], command_id: str) -> bool:
     return blocks[0].get("block_id") == card_block_id(command_id)
 
 
-def card_blocks(record: TicketRecord, command_id: str | None = None) -> list[dict[str, Any]]:
+def card_blocks(record: RecordBase, command_id: str | None = None, *, redacted: bool = False) -> list[dict[str, Any]]:
     """The card's blocks; tagged with `command_id` (see `card_block_id`) when one is given."""
     key = escape(record.ref.key)
-    # A `|` would end the link's address early; such a URL is left out rather than mangled.
-    heading = f"*<{escape(record.url)}|{key}>*" if record.url and "|" not in record.url else f"*{key}*"
     section: dict[str, Any] = {"type": "section"}
     if command_id is not None:
         section["block_id"] = card_block_id(command_id)
+    if redacted:
+        section["text"] = {"type": "mrkdwn", "text": f":lock: *{key}* {REDACTED_TEXT}"}
+        return [section]
+    # A `|` would end the link's address early; such a URL is left out rather than mangled.
+    heading = f"*<{escape(record.url)}|{key}>*" if record.url and "|" not in record.url else f"*{key}*"
     section["text"] = {"type": "mrkdwn", "text": f"{heading} {escape(_title(record))}"}
     fields = [
-        {"type": "mrkdwn", "text": f"*{label}*\n{escape(value)}"}
-        for label, value in (
-            ("Status", record.status),
-            ("Assignee", record.assignee or "Unassigned"),
-            ("Priority", record.priority),
-        )
-        if value
+        {"type": "mrkdwn", "text": f"*{escape(field.label)}*\n{escape(field.value)}"}
+        for field in record.fields[:MAX_FIELDS]
     ]
-    section["fields"] = fields
+    if fields:  # Block Kit refuses an empty `fields` list
+        section["fields"] = fields
     return [section]
 
 
-def render_card(record: TicketRecord, command_id: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+def render_card(
+    record: RecordBase, command_id: str | None = None, *, redacted: bool = False
+) -> tuple[str, list[dict[str, Any]]]:
     """(fallback text, blocks) for chat.postMessage (tagged with the PostCard's `command_id`) and
     chat.update (untagged: an update is safe to repeat, and the card is found by its ts)."""
-    return card_text(record), card_blocks(record, command_id)
+    return card_text(record, redacted=redacted), card_blocks(record, command_id, redacted=redacted)
+
+
+def plain_text(text: str) -> str:
+    """A message's text, escaped for mrkdwn and cut to what a section takes."""
+    text = escape(text)
+    return text if len(text) <= MAX_SECTION_TEXT else text[: MAX_SECTION_TEXT - 1] + "…"
+
+
+def message_block(text: str, command_id: str) -> dict[str, Any]:
+    """A short message as one tagged section (so a retry can find it, as with cards)."""
+    return {
+        "type": "section",
+        "block_id": card_block_id(command_id),
+        "text": {"type": "mrkdwn", "text": plain_text(text)},
+    }

@@ -1,4 +1,4 @@
-"""A small async client for the Slack Web API: the four methods threadlink calls.
+"""A small async client for the Slack Web API: the methods threadlink calls.
 
 Requests are form-encoded POSTs, as the Web API spec's `formData` parameters describe (`blocks`
 is a JSON string); conversations.replies is a GET with query parameters, the one verb the spec
@@ -48,6 +48,8 @@ SKIPPABLE = frozenset(
         "invalid_blocks",
         "message_not_found",
         "cant_update_message",
+        "cant_delete_message",
+        "compliance_exports_prevent_deletion",
     }
 )
 #: Slack's own transient failures ("likely due to a transient issue on our end"): worth another try.
@@ -171,6 +173,10 @@ class SlackClient:
         if blocks is not None:
             params["blocks"] = blocks
         return await self.call("chat.update", params)
+
+    async def delete_message(self, channel: str, ts: str) -> dict[str, Any]:
+        """chat.delete of a message this bot posted. Returns Slack's answer (`channel`, `ts`)."""
+        return await self.call("chat.delete", {"channel": channel, "ts": ts})
 
     async def conversation_replies(
         self,

@@ -15,18 +15,19 @@ from connectors.errors import SkippableError
 from schemas import events
 from schemas.envelope import Envelope
 from schemas.social import Author, SocialMessage, ThreadRef
+from schemas.visibility import Visibility
 
 log = logging.getLogger(__name__)
 
 Action = Literal["posted", "edited", "deleted"]
-Visibility = Literal["public", "internal", "restricted"]
 
 #: `message` subtypes that are someone saying something in a thread (no subtype: a plain message).
 POSTED_SUBTYPES = frozenset({None, "bot_message", "thread_broadcast", "me_message", "file_share"})
 
-#: Slack's channel_type -> how widely what is said there may be shown.
+#: Slack's channel_type -> who can read what is said there (schemas/visibility.py): a public
+#: channel is open to the whole workspace, i.e. the organisation.
 CHANNEL_VISIBILITY: dict[str, Visibility] = {
-    "channel": "public",
+    "channel": "internal",
     "group": "restricted",  # private channel
     "im": "restricted",
     "mpim": "restricted",
@@ -84,7 +85,11 @@ class SlackIdentity:
         )
 
 
-def channel_visibility(channel_type: Any) -> Visibility:
+def channel_visibility(channel_type: Any, *, shared_externally: bool = False) -> Visibility:
+    """A channel shared with another organisation (Slack Connect) is the most public place of
+    all, whatever its type: people outside the company read it."""
+    if shared_externally:
+        return "public"
     return CHANNEL_VISIBILITY.get(channel_type, "internal") if isinstance(channel_type, str) else "internal"
 
 
@@ -117,7 +122,7 @@ def _author(message: dict[str, Any], identity: SlackIdentity) -> Author:
 
 
 def social_message(
-    event: dict[str, Any], *, platform: str, team_id: str, identity: SlackIdentity
+    event: dict[str, Any], *, platform: str, team_id: str, identity: SlackIdentity, shared_externally: bool = False
 ) -> SocialMessage | None:
     """The SocialMessage a `message` event means, or None for one threadlink ignores (joins,
     topic changes, other event types, edits that did not change the text).
@@ -131,6 +136,7 @@ def social_message(
         return None
     action: Action
     message: dict[str, Any]
+    previous: Any = None
     if subtype in POSTED_SUBTYPES:
         action, message = "posted", event
     elif subtype == "message_changed":
@@ -160,14 +166,16 @@ def social_message(
         thread_id=_str(message.get("thread_ts")) or ts,
     )
     text = message.get("text") if action != "deleted" else ""
+    previous_text = previous.get("text") if isinstance(previous, dict) else None
     return SocialMessage(
         thread=thread,
         message_id=ts,
         action=action,
         author=_author(message, identity),
         text=text if isinstance(text, str) else "",
+        previous_text=previous_text if isinstance(previous_text, str) else None,
         permalink=identity.permalink(channel, ts, thread.thread_id),
-        channel_visibility=channel_visibility(event.get("channel_type")),
+        channel_visibility=channel_visibility(event.get("channel_type"), shared_externally=shared_externally),
     )
 
 
@@ -190,7 +198,13 @@ def envelope_for(payload: dict[str, Any], *, platform: str, identity: SlackIdent
     team_id = _str(payload.get("team_id")) or identity.team_id
     if not isinstance(event, dict) or event_id is None or team_id is None:
         raise SkippableError("slack event_callback without event, event_id or team_id")
-    message = social_message(event, platform=platform, team_id=team_id, identity=identity)
+    message = social_message(
+        event,
+        platform=platform,
+        team_id=team_id,
+        identity=identity,
+        shared_externally=payload.get("is_ext_shared_channel") is True,
+    )
     if message is None:
         return None
     return Envelope.wrap(

@@ -1,4 +1,5 @@
-"""Carries out commands addressed to Slack: post a ticket card into a thread, update it."""
+"""Carries out commands addressed to Slack: post a record's card into a thread, update it in
+place, delete it, and post short messages (a status change)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from typing import Any
 from connectors.base import Sink
 from connectors.errors import ConnectorError, RetriableError, SkippableError
 from connectors.runtime.dedup import RecentIds
-from connectors.slack.cards import is_card_of, render_card
+from connectors.slack.cards import is_card_of, message_block, plain_text, render_card
 from connectors.slack.client import SlackClient, outcome_unknown
 from connectors.slack.mapping import SlackIdentity
-from schemas.commands import Command, PostCard, UpdateCard
+from schemas.commands import Command, DeleteCard, PostCard, PostMessage, UpdateCard
 from schemas.envelope import Envelope
+from schemas.outcomes import Effect
+from schemas.social import Place, ThreadRef, UserRef
 
 log = logging.getLogger(__name__)
 
@@ -21,19 +24,31 @@ log = logging.getLogger(__name__)
 _SLACK_TS = re.compile(r"^\d+\.\d+$")
 
 
-class SlackSink(Sink):
-    """PostCard -> chat.postMessage into the thread; UpdateCard -> chat.update of the card.
+def slack_address(destination: Place) -> tuple[str, str | None]:
+    """(channel, thread_ts) of a place: a thread's channel and root; a channel; a user's DM with
+    the app (chat.postMessage takes a user id as the channel)."""
+    if isinstance(destination, ThreadRef):
+        return destination.channel, destination.thread_id
+    if isinstance(destination, UserRef):
+        return destination.user_id, None
+    return destination.channel, None
 
-    Lifecycle: the runtime calls `start()` once, then `execute` for one command at a time,
-    and `stop()` once at the end, which closes the Web API client.
+
+class SlackSink(Sink):
+    """PostCard -> chat.postMessage into the thread; UpdateCard -> chat.update of the card;
+    DeleteCard -> chat.delete; PostMessage -> chat.postMessage of a short text.
+
+    Lifecycle: the runtime calls `start()` once, then `execute` for commands (concurrently
+    across threads, in order within one), and `stop()` once at the end, which closes the Web
+    API client.
 
     The runtime's ledger makes a command a no-op once it is recorded as done, but
     chat.postMessage has no idempotency key: an attempt whose card Slack may have posted must
     not simply post it again. So every card's first block carries its command id
     (`cards.card_block_id`), and before posting a card that an earlier attempt may have posted,
     the sink looks for it, posted by threadlink, among the thread's replies after the message
-    it answers (conversations.replies) and answers with it (`{"channel", "ts", "recovered":
-    True}`). An earlier attempt may have posted it when
+    it answers (conversations.replies) and answers with it (`Effect(recovered=True)`). An
+    earlier attempt may have posted it when
 
     - an attempt in this process failed after Slack may have acted (a timeout, a 5xx:
       `client.outcome_unknown`) and the runtime retries the command: the sink remembers those
@@ -73,36 +88,55 @@ class SlackSink(Sink):
         look for its card before posting it again."""
         self._unsure.remember(command_id)
 
-    async def execute(self, command: Command, envelope: Envelope[Command]) -> dict[str, Any]:
+    async def execute(self, command: Command, envelope: Envelope[Command]) -> Effect:
         if isinstance(command, PostCard):
-            return await self._post_card(command)
+            text, blocks = render_card(command.record, command.command_id, redacted=command.redacted)
+            return await self._post_tagged(command, command.destination, text, blocks, command.in_reply_to)
+        if isinstance(command, PostMessage):
+            blocks = [message_block(command.text, command.command_id)]
+            return await self._post_tagged(command, command.destination, plain_text(command.text), blocks, None)
         if isinstance(command, UpdateCard):
-            if not command.card_message_id:
-                raise SkippableError("slack update_card: no card_message_id, so no card to update")
-            text, blocks = render_card(command.record)
-            answer = await self._client.update_message(command.thread.channel, command.card_message_id, text, blocks)
-            return {
-                "channel": answer.get("channel", command.thread.channel),
-                "ts": answer.get("ts", command.card_message_id),
-            }
+            channel, _ = slack_address(command.destination)
+            text, blocks = render_card(command.record, redacted=command.redacted)
+            answer = await self._client.update_message(channel, command.card_message_id, text, blocks)
+            return Effect(message_id=str(answer.get("ts") or command.card_message_id))
+        if isinstance(command, DeleteCard):
+            channel, _ = slack_address(command.destination)
+            try:
+                await self._client.delete_message(channel, command.card_message_id)
+            except SkippableError as exc:
+                if "message_not_found" not in str(exc):
+                    raise
+                return Effect(message_id=command.card_message_id, skipped="the card was already gone")
+            return Effect(message_id=command.card_message_id)
         raise SkippableError(f"slack cannot {command.kind}")
 
-    async def _post_card(self, command: PostCard) -> dict[str, Any]:
-        channel, thread_ts = command.thread.channel, command.thread.thread_id
-        if self._unsure.seen(command.command_id):
-            found = await self._posted_card(command)
+    async def _post_tagged(
+        self,
+        command: PostCard | PostMessage,
+        destination: Place,
+        text: str,
+        blocks: list[dict[str, Any]],
+        in_reply_to: str | None,
+    ) -> Effect:
+        """chat.postMessage of blocks whose first one carries the command's tag; looked for first
+        when an earlier attempt may have posted it."""
+        channel, thread_ts = slack_address(destination)
+        if self._unsure.seen(command.command_id) and thread_ts is not None:
+            found = await self._posted_card(command, channel, thread_ts, in_reply_to)
             if found is not None:
                 return found
-        text, blocks = render_card(command.record, command.command_id)
         try:
             answer = await self._client.post_message(channel, text, blocks, thread_ts=thread_ts, unfurl_links=False)
         except ConnectorError as exc:
             if outcome_unknown(exc):
                 self._unsure.remember(command.command_id)
             raise
-        return {"channel": answer.get("channel", channel), "ts": answer["ts"]}
+        return Effect(message_id=answer["ts"])
 
-    async def _posted_card(self, command: PostCard) -> dict[str, Any] | None:
+    async def _posted_card(
+        self, command: PostCard | PostMessage, channel: str, thread_ts: str, in_reply_to: str | None
+    ) -> Effect | None:
         """The card an earlier attempt of `command` posted, if the thread holds it.
 
         The card was posted after the message it answers (`in_reply_to`, in the same thread),
@@ -112,8 +146,7 @@ class SlackSink(Sink):
         A retriable failure of the lookup is raised: the command stays remembered, and the
         next attempt looks again. One Slack refuses for good (missing_scope without
         channels:history, ...) is logged and the card posted: a double is better than a loss."""
-        channel, thread_ts = command.thread.channel, command.thread.thread_id
-        oldest = command.in_reply_to if _SLACK_TS.match(command.in_reply_to) else None
+        oldest = in_reply_to if in_reply_to and _SLACK_TS.match(in_reply_to) else None
         cursor: str | None = None
         seen = 0
         try:
@@ -129,7 +162,7 @@ class SlackSink(Sink):
                             message["ts"],
                             command.command_id,
                         )
-                        return {"channel": channel, "ts": message["ts"], "recovered": True}
+                        return Effect(message_id=message["ts"], recovered=True)
                     seen += 1
                 metadata = page.get("response_metadata")
                 cursor = metadata.get("next_cursor") if isinstance(metadata, dict) else None
@@ -153,7 +186,7 @@ class SlackSink(Sink):
         )
         return None
 
-    def _is_own_card(self, message: Any, command: PostCard) -> bool:
+    def _is_own_card(self, message: Any, command: PostCard | PostMessage) -> bool:
         """The command's card, posted by threadlink (another app could copy the tag)."""
         if not isinstance(message, dict) or not isinstance(message.get("ts"), str):
             return False

@@ -178,6 +178,6 @@ class SlackEventsSource(WebhookSource):
             log.warning("slack event %s: publish failed after its request went away: %r", event_id, publish.exception())
 
     async def _publish(self, event_id: str, envelope: Envelope[SocialMessage]) -> None:
-        await self._ctx.publisher.publish(self._ctx.topics.social_messages, envelope.data.thread.id, envelope)
+        await self._ctx.publisher.publish(self._ctx.topics.social_events, envelope.data.thread.id, envelope)
         # Only now: an event whose publish failed is answered 500 and published on Slack's retry.
         self._recent.remember(event_id)

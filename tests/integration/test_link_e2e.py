@@ -15,11 +15,11 @@ import pytest
 
 from connectors.runtime.kafka import KafkaPublisher
 from sandbox.slack_api import sign
-from schemas.commands import DeadLetter
+from schemas.deadletters import DeadLetter
 from schemas.envelope import Envelope
 from schemas.links import LinkRequest
 from schemas.records import RecordEvent, RecordMissing
-from schemas.social import SocialMessage
+from schemas.social import SocialEvent, SocialMessage
 from tests.integration.kafka_helpers import envelopes, wait_for
 from tests.integration.sandbox_deployment import SandboxDeployment, start_sandbox, stop_sandbox
 
@@ -55,7 +55,7 @@ def put_issue(sandbox: SandboxDeployment, key: str, summary: str, *, webhook: bo
 
 def social_events(sandbox: SandboxDeployment, channel: str) -> list[Envelope[SocialMessage]]:
     kafka = sandbox.settings.kafka
-    found = envelopes(kafka.bootstrap_servers or "", kafka.topics.social_messages, SocialMessage)
+    found = envelopes(kafka.bootstrap_servers or "", kafka.topics.social_events, SocialEvent)
     return [e for e in found if e.data.thread.channel == channel]
 
 
@@ -234,7 +234,7 @@ def test_input_that_breaks_the_contract_is_dead_lettered_and_the_flow_goes_on(
     async def publish() -> None:
         publisher = KafkaPublisher(kafka.bootstrap_servers or "", client_id="tests")
         try:
-            await publisher.publish_raw(kafka.topics.social_messages, f"poison-{channel}", poison, [])
+            await publisher.publish_raw(kafka.topics.social_events, f"poison-{channel}", poison, [])
         finally:
             await asyncio.to_thread(publisher.close)
 
@@ -247,7 +247,7 @@ def test_input_that_breaks_the_contract_is_dead_lettered_and_the_flow_goes_on(
         ],
         what="the poison message in the dead-letter topic",
     )
-    assert letters[0].consumer == "streams.link" and letters[0].error_kind == "invalid"
+    assert letters[0].consumer == "streams.link.on_social" and letters[0].error_kind == "invalid"
     assert letters[0].original_value() == poison
     put_issue(sandbox, "SHOP-8", "After the poison")
     ts = sandbox.post(channel, "SHOP-8 still works?")

@@ -75,7 +75,7 @@ def test_three_node_cluster_keeps_acknowledged_events_when_a_broker_dies(cluster
     servers = module.bootstrap_servers("cluster")
     settings = Settings(kafka={"bootstrap_servers": servers, "namespace": f"{namespace}-rf3", "replication_factor": 3})
     apply_topics(settings)
-    topic = settings.kafka.topics.social_messages
+    topic = settings.kafka.topics.social_events
     admin = KafkaAdminClient(bootstrap_servers=servers.split(","))
     try:
         described = admin.describe_topics([topic])[0]

@@ -15,8 +15,11 @@ from connectors.runtime.kafka import KafkaPublisher
 from connectors.runtime.retry import RetryPolicy
 from connectors.runtime.sinks import SinkRunner
 from schemas import events
-from schemas.commands import Command, DeadLetter, FetchRecord, LedgerEntry, command_id_for
+from schemas.commands import Command, FetchRecord, command_id_for
+from schemas.deadletters import DeadLetter
 from schemas.envelope import Envelope
+from schemas.ledger import LedgerEntry
+from schemas.outcomes import Effect
 from schemas.records import RecordRef
 from schemas.topics import TopicNames
 from tests.integration.kafka_helpers import envelopes
@@ -37,12 +40,12 @@ class ScriptedSink(Sink):
     def outcome_unknown(self, command_id: str) -> None:
         self.unknown.append(command_id)
 
-    async def execute(self, command: Command, envelope: Envelope[Command]) -> dict[str, Any]:
+    async def execute(self, command: Command, envelope: Envelope[Command]) -> Effect:
         script = self.failures.get(command.record.key, [])  # type: ignore[union-attr]
         if script:
             raise script.pop(0)
         self.executed.append(command.command_id)
-        return {"ok": True}
+        return Effect(found=True)
 
 
 @pytest.fixture
@@ -187,9 +190,7 @@ async def test_a_command_started_before_a_crash_is_flagged_outcome_unknown(
     publisher = KafkaPublisher(kafka_bootstrap, client_id="tests")
     crashed, fresh = fetch("CRASH-1"), fetch("NEW-1")
     # What a sink that died during the API call leaves behind: an `attempted` entry, no `done`.
-    attempted = LedgerEntry(
-        command_id=crashed.data.command_id, target="echo", state="attempted", done_at=datetime.now(UTC)
-    )
+    attempted = LedgerEntry(command_id=crashed.data.command_id, target="echo", state="attempted", at=datetime.now(UTC))
     await publisher.publish(
         topics.ledger, attempted.command_id, Envelope.wrap(attempted, type=events.LEDGER_DONE, source_system="tests")
     )

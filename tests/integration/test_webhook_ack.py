@@ -16,7 +16,7 @@ from connectors.runtime.webhooks import build_app
 from connectors.slack.config import SlackConfig
 from connectors.slack.mapping import SlackIdentity
 from connectors.slack.source import SlackEventsSource, signed_headers
-from schemas.social import SocialMessage
+from schemas.social import SocialEvent
 from tests.integration.kafka_helpers import envelopes
 from threadlink.config import Settings
 from threadlink.topics_admin import apply_topics
@@ -72,7 +72,7 @@ async def test_no_2xx_before_the_broker_has_the_event(kafka_bootstrap: str, name
             assert second.status_code == 200
             third = await client.post(url, content=body, headers=retry_headers | {"X-Slack-Retry-Num": "2"})
             assert third.status_code == 200
-        landed = envelopes(kafka_bootstrap, topics.social_messages, SocialMessage)
+        landed = envelopes(kafka_bootstrap, topics.social_events, SocialEvent)
         assert [e.id for e in landed] == ["slack:Ev0ACK00001"]
     finally:
         await server.close()

@@ -13,7 +13,7 @@ from typing_extensions import TypeAliasType
 from schemas.compat import breaking_changes
 from schemas.envelope import Envelope
 from schemas.export import _json_schema, json_schemas
-from schemas.records import RecordMissing, TicketRecord
+from schemas.records import ArticleRecord, MachineStateRecord, ProductionOrderRecord, RecordMissing, TicketRecord
 
 pytestmark = pytest.mark.unit
 
@@ -189,7 +189,13 @@ def test_exported_schemas_are_compatible_with_themselves() -> None:
 
 def test_naming_the_record_event_union_would_not_break_its_schema() -> None:
     """The model change recommended for nicer schemas (a named type alias) changes shape only."""
-    RecordEvent = TypeAliasType("RecordEvent", Annotated[TicketRecord | RecordMissing, Field(discriminator="kind")])
+    RecordEvent = TypeAliasType(
+        "RecordEvent",
+        Annotated[
+            TicketRecord | ArticleRecord | ProductionOrderRecord | MachineStateRecord | RecordMissing,
+            Field(discriminator="kind"),
+        ],
+    )
     current = json_schemas()["record-event.envelope.schema.json"]
     proposed = _json_schema(Envelope[RecordEvent], "Envelope[RecordEvent]")
 

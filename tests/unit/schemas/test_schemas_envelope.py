@@ -15,19 +15,32 @@ from schemas import events
 from schemas.commands import (
     AddComment,
     Command,
+    CommandKind,
     CreateTicket,
-    DeadLetter,
+    DeleteCard,
     FetchRecord,
-    LedgerEntry,
     PostCard,
+    PostMessage,
     UpdateCard,
     command_id_for,
 )
+from schemas.deadletters import DeadLetter
 from schemas.envelope import CONTENT_TYPE, SCHEMA_VERSION, Envelope
 from schemas.export import JSON_DIR, SCHEMAS_DIR, json_schemas, schema_file_name
+from schemas.ledger import LedgerEntry
 from schemas.links import Link, LinkRequest
-from schemas.records import RecordEvent, RecordMissing, RecordRef, TicketComment, TicketRecord
-from schemas.social import Author, SocialMessage, ThreadRef
+from schemas.outcomes import Effect, Outcome
+from schemas.records import (
+    ArticleRecord,
+    MachineStateRecord,
+    ProductionOrderRecord,
+    RecordComment,
+    RecordEvent,
+    RecordMissing,
+    RecordRef,
+    TicketRecord,
+)
+from schemas.social import Author, ChannelRef, SocialEvent, SocialMessage, SocialReaction, ThreadRef, UserRef
 from schemas.trace import new_traceparent, trace_id
 
 pytestmark = pytest.mark.unit
@@ -52,9 +65,44 @@ def command_examples() -> list[Any]:
     target = "slack"
     return [
         PostCard(
-            command_id=command_id_for("post_card", "x"), target=target, thread=THREAD, record=TICKET, in_reply_to="1"
+            command_id=command_id_for("post_card", "x"),
+            target=target,
+            reply_key=RECORD.id,
+            destination=THREAD,
+            record=TICKET,
+            in_reply_to="1",
         ),
-        UpdateCard(command_id=command_id_for("update_card", "x"), target=target, thread=THREAD, record=TICKET),
+        UpdateCard(
+            command_id=command_id_for("update_card", "x"),
+            target=target,
+            destination=THREAD,
+            record=TICKET,
+            card_message_id="1741064767.000300",
+            not_before=AT,
+            coalesce_key=f"card:{THREAD.id}|{RECORD.id}",
+            coalesce_rank=TICKET.version,
+        ),
+        DeleteCard(
+            command_id=command_id_for("delete_card", "x"),
+            target=target,
+            destination=THREAD,
+            record=RECORD,
+            card_message_id="1741064767.000300",
+            reason="the message was deleted",
+        ),
+        PostMessage(
+            command_id=command_id_for("post_message", "x"),
+            target=target,
+            destination=ChannelRef(platform="slack", workspace="T0001", channel="C0002"),
+            text="PROJ-123: Status Open → Done",
+            about=RECORD,
+        ),
+        PostMessage(
+            command_id=command_id_for("post_message", "y"),
+            target=target,
+            destination=UserRef(platform="slack", workspace="T0001", user_id="U0001"),
+            text="You follow PROJ-123",
+        ),
         AddComment(
             command_id=command_id_for("add_comment", "x"),
             target="jira",
@@ -77,7 +125,7 @@ def wrap(data_type: Any, data: Any, event_type: str) -> Envelope[Any]:
 
 def dead_letter(key: str | None) -> DeadLetter:
     return DeadLetter(
-        topic="threadlink.social.messages",
+        topic="threadlink.social.events",
         partition=0,
         offset=42,
         key=key,
@@ -94,21 +142,52 @@ def example_events() -> list[Envelope[Any]]:
     message = SocialMessage(
         thread=THREAD, message_id="1741064767.000200", author=Author(id="U0001", display_name="Ada"), text="PROJ-123?"
     )
+    reaction = SocialReaction(thread=THREAD, message_id="1741064767.000200", reaction="eyes", author=Author(id="U0002"))
+    article = ArticleRecord(
+        ref=RecordRef(system="wordpress", key="42"), title="Paying by card", excerpt="How to pay", url="https://w/42"
+    )
+    order = ProductionOrderRecord(ref=RecordRef(system="mes", key="PO-7"), title="PO-7", status="delayed", line="L1")
+    machine = MachineStateRecord(ref=RecordRef(system="mes", key="M-3"), title="Press 3", state="down")
+    outcome = Outcome(
+        command_id="post_card-1",
+        command_kind="post_card",
+        target="slack",
+        status="done",
+        effect=Effect(message_id="1741064767.000300"),
+        destination=THREAD,
+        record=RECORD,
+        version=TICKET.version,
+        completed_at=AT,
+    )
     return [
-        wrap(SocialMessage, message, events.SOCIAL_MESSAGE.format(action="posted")),
-        wrap(RecordEvent, TICKET, events.RECORD_UPSERTED),
+        wrap(SocialEvent, message, events.SOCIAL_MESSAGE.format(action="posted")),
+        wrap(SocialEvent, reaction, events.SOCIAL_REACTION.format(action="added")),
+        wrap(RecordEvent, TICKET, events.RECORD_UPSERTED.format(kind="ticket")),
+        wrap(RecordEvent, article, events.RECORD_UPSERTED.format(kind="article")),
+        wrap(RecordEvent, order, events.RECORD_UPSERTED.format(kind="production_order")),
+        wrap(RecordEvent, machine, events.RECORD_UPSERTED.format(kind="machine_state")),
         wrap(RecordEvent, RecordMissing(ref=RECORD, reason="not found"), events.RECORD_MISSING),
         wrap(
-            TicketComment,
-            TicketComment(ref=RECORD, comment_id="10001", body="Fixed.", created_at=AT),
-            events.RECORD_COMMENT,
+            RecordComment,
+            RecordComment(ref=RECORD, comment_id="10001", body="Fixed.", created_at=AT),
+            events.RECORD_COMMENT.format(action="added"),
         ),
         wrap(LinkRequest, LinkRequest(thread=THREAD, message_id="1", record=RECORD), events.LINK_REQUESTED),
-        wrap(Link, Link(thread=THREAD, record=RECORD, message_id="1", created_at=AT), events.LINK_CREATED),
+        wrap(
+            Link,
+            Link(thread=THREAD, record=RECORD, status="posted", message_id="1", card_message_id="2", updated_at=AT),
+            events.LINK_CHANGED.format(status="posted"),
+        ),
+        wrap(Outcome, outcome, events.OUTCOME.format(status="done")),
+        wrap(
+            Outcome,
+            outcome.model_copy(update={"status": "failed", "effect": None, "error_kind": "skippable", "reason": "x"}),
+            events.OUTCOME.format(status="failed"),
+        ),
         wrap(DeadLetter, dead_letter(THREAD.id), events.DEAD_LETTER),
         wrap(
             LedgerEntry,
-            LedgerEntry(command_id="post_card-1", target="slack", done_at=AT, result={"ts": "1"}),
+            LedgerEntry(command_id="post_card-1", target="slack", at=AT, effect=Effect(message_id="1")),
             events.LEDGER_DONE,
         ),
         *(wrap(Command, command, events.COMMAND.format(kind=command.kind)) for command in command_examples()),
@@ -140,7 +219,7 @@ def test_wire_names_are_cloudevents_attributes() -> None:
 
 def test_every_envelope_field_has_a_cloudevents_wire_name() -> None:
     """A field added later without a lower-case alias (e.g. `source_system`) fails here."""
-    for name, field in Envelope[SocialMessage].model_fields.items():
+    for name, field in Envelope[SocialEvent].model_fields.items():
         wire_name = field.serialization_alias or field.alias or name
         if wire_name != "data":
             assert ATTRIBUTE_NAME.match(wire_name), f"{name} goes on the wire as {wire_name!r}"
@@ -167,7 +246,7 @@ def test_envelope_accepts_python_names_too() -> None:
 
 def test_kafka_headers_carry_content_type_and_trace() -> None:
     parent = new_traceparent()
-    event = Envelope[SocialMessage].wrap(
+    event = Envelope[SocialEvent].wrap(
         example_events()[0].data, type="t", source_system="slack", parent_traceparent=parent
     )
 
@@ -185,6 +264,7 @@ def command_kinds() -> dict[str, type[BaseModel]]:
 
 def test_command_examples_cover_every_kind() -> None:
     assert {command.kind for command in command_examples()} == set(command_kinds())
+    assert set(command_kinds()) == set(get_args(CommandKind))
 
 
 @pytest.mark.parametrize("command", command_examples(), ids=lambda command: command.kind)
@@ -233,7 +313,7 @@ def test_exported_schema_validates_real_event(event: Envelope[Any]) -> None:
 
 
 def test_schema_rejects_what_the_model_rejects() -> None:
-    doc = wire(wrap(RecordEvent, TICKET, events.RECORD_UPSERTED))
+    doc = wire(wrap(RecordEvent, TICKET, events.RECORD_UPSERTED.format(kind="ticket")))
     del doc["data"]["kind"]  # pydantic needs the tag to pick the union member
     schema = validator("record-event.envelope.schema.json")
 

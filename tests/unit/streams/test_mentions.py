@@ -1,7 +1,6 @@
 import pytest
 
 from streams.mentions import MentionExtractor
-from streams.visibility import may_show
 from threadlink.config import StreamSettings
 
 pytestmark = pytest.mark.unit
@@ -33,17 +32,3 @@ def test_named_group_key_and_several_systems() -> None:
 
 def test_punctuation_around_keys() -> None:
     assert keys("(PROJ-5), <PROJ-6>, PROJ-7.") == ["jira:PROJ-5", "jira:PROJ-6", "jira:PROJ-7"]
-
-
-@pytest.mark.parametrize(
-    ("record", "channel", "shown"),
-    [
-        ("internal", "public", True),
-        ("public", "restricted", True),
-        ("restricted", "public", False),
-        ("restricted", "internal", False),
-        ("restricted", "restricted", True),
-    ],
-)
-def test_restricted_records_only_show_in_restricted_places(record: str, channel: str, shown: bool) -> None:
-    assert may_show(record, channel) is shown

@@ -99,9 +99,10 @@ class SlackHarness(ConnectorHarness):
         )
         thread = ThreadRef(platform=ctx.name, workspace=stand_in.team_id, channel=self.CHANNEL, thread_id=root)
         return PostCard(
-            command_id=command_id_for("post_card", thread.id, record.ref.id),
+            command_id=command_id_for("post_card", thread.id, record.ref.id, 0),
             target=ctx.name,
-            thread=thread,
+            reply_key=record.ref.id,
+            destination=thread,
             record=record,
             in_reply_to=root,
         )
@@ -205,7 +206,7 @@ class JiraHarness(ConnectorHarness):
         return PostCard(
             command_id="post_card-conformance",
             target=ctx.name,
-            thread=thread,
+            destination=thread,
             record=TicketRecord(ref=RecordRef(system=ctx.name, key=self.ISSUE), title="Checkout is down"),
             in_reply_to=thread.thread_id,
         )

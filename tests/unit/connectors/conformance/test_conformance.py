@@ -17,8 +17,9 @@ from connectors.errors import BackpressureError, ConnectorError, FatalError, Ret
 from connectors.registry import PLUGINS, plugin_for
 from sandbox.contracts import SpecsMissing
 from schemas import events
-from schemas.commands import LedgerEntry
 from schemas.envelope import Envelope, utcnow
+from schemas.ledger import LedgerEntry
+from schemas.outcomes import Effect
 from schemas.topics import TopicSpec, catalog
 from tests.unit.connectors.recording import Published
 
@@ -213,10 +214,11 @@ async def test_the_sample_command_takes_one_api_call_and_returns_a_ledger_result
     commands_topic.value_model.model_validate_json(envelope.to_bytes())  # a command the runtime can read
     before = len(running.stand_in.requests)
 
-    result = await running.sink.execute(command, envelope)
+    effect = await running.sink.execute(command, envelope)
 
     assert len(running.stand_in.requests) == before + 1
-    entry = LedgerEntry(command_id=command.command_id, target=running.ctx.name, done_at=utcnow(), result=result)
+    assert isinstance(effect, Effect)
+    entry = LedgerEntry(command_id=command.command_id, target=running.ctx.name, at=utcnow(), effect=effect)
     ledger = Envelope.wrap(entry, type=events.LEDGER_DONE, source_system=running.ctx.name)
     topic_catalog(running.ctx)[running.ctx.topics.ledger].value_model.model_validate_json(ledger.to_bytes())
     for published in running.publisher.published:

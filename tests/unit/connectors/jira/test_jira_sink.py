@@ -27,7 +27,8 @@ from sandbox.jira_api import FakeJira
 from schemas import events
 from schemas.commands import AddComment, Command, FetchRecord, PostCard, command_id_for
 from schemas.envelope import Envelope
-from schemas.records import RecordMissing, RecordRef, TicketRecord
+from schemas.outcomes import Effect
+from schemas.records import DisplayField, RecordMissing, RecordRef, TicketRecord, version_of
 from schemas.social import ThreadRef
 from schemas.topics import TopicNames
 from schemas.trace import trace_id
@@ -78,12 +79,12 @@ async def test_fetch_record_found_publishes_the_ticket_record(
     )
     command, envelope = fetch("OPS-1")
 
-    result = await sink.execute(command, envelope)
+    effect = await sink.execute(command, envelope)
 
-    assert result == {"found": True, "key": "OPS-1"}
+    assert effect == Effect(found=True, url=f"{fake_jira.url}/browse/OPS-1")
     [published] = publisher.published
     assert (published.topic, published.key) == (topics.records, "jira:OPS-1")
-    assert published.envelope.type == events.RECORD_UPSERTED
+    assert published.envelope.type == events.RECORD_UPSERTED.format(kind="ticket")
     assert published.envelope.id == f"jira:{command.command_id}"
     assert trace_id(published.envelope.traceparent) == trace_id(envelope.traceparent)
     record = published.envelope.data
@@ -97,6 +98,14 @@ async def test_fetch_record_found_publishes_the_ticket_record(
     )
     assert record.url == f"{fake_jira.url}/browse/OPS-1"
     assert record.visibility == "restricted"
+    # Versioned by Jira's update time, and showing what a ticket's card shows.
+    assert record.updated_at is not None
+    assert record.version == version_of(record.updated_at) > 0
+    assert record.fields == [
+        DisplayField(name="status", label="Status", value="In Progress"),
+        DisplayField(name="assignee", label="Assignee", value="Ada Lovelace"),
+        DisplayField(name="priority", label="Priority", value="High"),
+    ]
     [request] = fake_jira.requests
     assert (request.method, request.path) == ("GET", "/rest/api/3/issue/OPS-1")
     assert request.query == [("fields", "summary,status,assignee,priority,project,updated")]
@@ -117,19 +126,22 @@ async def test_a_key_jira_answers_differently_is_published_under_both(
 async def test_unknown_issue_publishes_record_missing(
     sink: JiraSink, fake_jira: FakeJira, publisher: Any, topics: TopicNames
 ) -> None:
-    result = await sink.execute(*fetch("OPS-404"))
-    assert result == {"found": False}
+    effect = await sink.execute(*fetch("OPS-404"))
+    assert effect == Effect(found=False)
     [published] = publisher.published
     assert (published.topic, published.key) == (topics.records, "jira:OPS-404")
     assert published.envelope.type == events.RECORD_MISSING
-    assert published.envelope.data == RecordMissing(ref=RecordRef(system="jira", key="OPS-404"), reason="not found")
+    # A look-up that found nothing has no deletion time: version 0.
+    assert published.envelope.data == RecordMissing(
+        ref=RecordRef(system="jira", key="OPS-404"), reason="not found", version=0
+    )
     assert fake_jira.violations == []
 
 
 async def test_something_that_is_no_issue_key_is_missing_without_a_request(
     sink: JiraSink, fake_jira: FakeJira, publisher: Any
 ) -> None:
-    assert await sink.execute(*fetch("../../myself")) == {"found": False}
+    assert await sink.execute(*fetch("../../myself")) == Effect(found=False)
     assert publisher.published[0].envelope.data.reason == "not found"
     assert fake_jira.requests == []
 
@@ -179,10 +191,10 @@ async def test_add_comment_posts_a_spec_valid_adf_backlink(
     await fake_jira.put_issue("OPS-1", "Checkout is down")
 
     command, envelope = add_comment()
-    result = await sink.execute(command, envelope)
+    effect = await sink.execute(command, envelope)
 
     [stored] = fake_jira.comments("OPS-1")
-    assert result == {"comment_id": stored["id"]}
+    assert effect == Effect(comment_id=stored["id"])
     [request] = fake_jira.requests  # a first attempt posts without looking first
     assert (request.method, request.path) == ("POST", "/rest/api/3/issue/OPS-1/comment")
     # Tagged with its command, so a retry after a lost answer can find it.
@@ -204,7 +216,7 @@ async def test_add_comment_is_skipped_when_backlinks_are_disabled(
     fake_jira: FakeJira, make_config: Callable[..., JiraConfig], ctx: ConnectorContext
 ) -> None:
     sink = JiraSink(make_config(fake_jira.url, comment_backlinks=False), ctx)
-    assert await sink.execute(*add_comment()) == {"skipped": "comment_backlinks disabled"}
+    assert await sink.execute(*add_comment()) == Effect(skipped="comment_backlinks disabled")
     await sink.stop()
     assert fake_jira.requests == []
 
@@ -216,7 +228,7 @@ async def test_add_comment_on_a_missing_issue_is_skippable(sink: JiraSink) -> No
 
 async def test_other_commands_are_skippable(sink: JiraSink) -> None:
     record = TicketRecord(ref=RecordRef(system="jira", key="OPS-1"), title="x")
-    command = PostCard(command_id="c1", target="jira", thread=THREAD, record=record, in_reply_to="1.2")
+    command = PostCard(command_id="c1", target="jira", destination=THREAD, record=record, in_reply_to="1.2")
     with pytest.raises(SkippableError, match="jira cannot post_card"):
         await sink.execute(command, Envelope.wrap(command, type="t", source_system="streams"))
 
@@ -240,10 +252,10 @@ COMMENTS = "/rest/api/3/issue/OPS-1/comment"
 
 async def run_like_the_runner(sink: JiraSink, command: Command, envelope: Envelope[Command]) -> list[Any]:
     """Execute through RetryPolicy.call as SinkRunner does; the outcome of each attempt in order
-    (an exception, or the last one's result)."""
+    (an exception, or the last one's Effect)."""
     outcomes: list[Any] = []
 
-    async def attempt() -> dict[str, Any]:
+    async def attempt() -> Effect:
         try:
             result = await sink.execute(command, envelope)
         except ConnectorError as exc:
@@ -292,7 +304,7 @@ async def test_a_comment_jira_stored_despite_the_failure_is_recovered_not_posted
     assert isinstance(first, RetriableError)
     assert error in str(first)
     [stored] = fake_jira.comments("OPS-1")  # exactly one back-link on the issue
-    assert second == {"comment_id": stored["id"], "recovered": True}
+    assert second == Effect(comment_id=stored["id"], recovered=True)
     assert len(posts(fake_jira)) == 1  # the retry looked, found it, and posted nothing
     [listing] = listings(fake_jira)
     assert dict(listing.query) == {"startAt": "0", "maxResults": "100", "orderBy": "-created", "expand": "properties"}
@@ -316,7 +328,7 @@ async def test_a_comment_jira_did_not_store_is_posted_exactly_once_by_the_retry(
     assert isinstance(first, RetriableError)
     assert error in str(first)
     [stored] = fake_jira.comments("OPS-1")
-    assert second == {"comment_id": stored["id"]}
+    assert second == Effect(comment_id=stored["id"])
     assert len(posts(fake_jira)) == 2
     assert len(listings(fake_jira)) == 1  # looked first, found nothing, posted
     assert fake_jira.comment_properties(stored["id"]) == {BACKLINK_PROPERTY: {"command_id": command.command_id}}
@@ -335,7 +347,7 @@ async def test_a_refused_connection_is_posted_again_without_looking(config: Jira
     sink = JiraSink(config, ctx, JiraClient(config, transport=httpx.MockTransport(jira)))
     outcomes = await run_like_the_runner(sink, *add_comment())
     await sink.stop()
-    assert outcomes[-1] == {"comment_id": "10000"}
+    assert outcomes[-1] == Effect(comment_id="10000")
     assert seen == [("POST", COMMENTS), ("POST", COMMENTS)]
 
 
@@ -353,7 +365,7 @@ async def test_recovery_pages_through_comments_added_since(quick_sink: JiraSink,
 
     tag = {BACKLINK_PROPERTY: {"command_id": command.command_id}}
     [backlink] = [c for c in fake_jira.comments("OPS-1") if fake_jira.comment_properties(c["id"]) == tag]
-    assert result == {"comment_id": backlink["id"], "recovered": True}
+    assert result == Effect(comment_id=backlink["id"], recovered=True)
     assert len(fake_jira.comments("OPS-1")) == 6
     assert [dict(r.query)["startAt"] for r in listings(fake_jira)] == ["0", "2", "4"]
     fake_jira.assert_no_violations()
@@ -371,7 +383,7 @@ async def test_recovery_reads_properties_by_id_when_the_listing_leaves_them_out(
 
     assert isinstance(first, RetriableError)
     [stored] = fake_jira.comments("OPS-1")
-    assert second == {"comment_id": stored["id"], "recovered": True}
+    assert second == Effect(comment_id=stored["id"], recovered=True)
     [by_id] = [r for r in fake_jira.requests if r.path == "/rest/api/3/comment/list"]
     assert by_id.query == [("expand", "properties")]
     assert by_id.json == {"ids": [int(stored["id"])]}
@@ -391,7 +403,9 @@ async def test_recovery_looks_only_at_the_newest_comments_then_posts(quick_sink:
     result = await quick_sink.execute(command, envelope)
 
     # Past the bound a double is preferred to a loss; the search asked for no more than the bound.
-    assert "recovered" not in result
+    assert result.recovered is False
+    newest = max(fake_jira.comments("OPS-1"), key=lambda c: int(c["id"]))
+    assert result == Effect(comment_id=newest["id"])
     assert len(fake_jira.comments("OPS-1")) == 5
     assert sum(int(dict(r.query)["maxResults"]) for r in listings(fake_jira)) == 3
     fake_jira.assert_no_violations()
@@ -405,9 +419,9 @@ async def test_a_lookup_that_fails_retriably_is_tried_again(quick_sink: JiraSink
 
     outcomes = await run_like_the_runner(quick_sink, command, envelope)
 
-    assert [type(o) for o in outcomes] == [RetriableError, RetriableError, dict]
+    assert [type(o) for o in outcomes] == [RetriableError, RetriableError, Effect]
     [stored] = fake_jira.comments("OPS-1")
-    assert outcomes[-1] == {"comment_id": stored["id"], "recovered": True}
+    assert outcomes[-1] == Effect(comment_id=stored["id"], recovered=True)
     assert (len(posts(fake_jira)), len(listings(fake_jira))) == (1, 2)
     fake_jira.assert_no_violations()
 
@@ -426,7 +440,7 @@ async def test_a_lookup_jira_refuses_for_good_posts_the_backlink_anyway(
 
     assert isinstance(first, RetriableError)
     [stored] = fake_jira.comments("OPS-1")
-    assert second == {"comment_id": stored["id"]}  # a possible double beats a lost back-link
+    assert second == Effect(comment_id=stored["id"])  # a possible double beats a lost back-link
     assert (len(posts(fake_jira)), len(listings(fake_jira))) == (2, 1)
     [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert command.command_id in warning.getMessage() and f"HTTP {status}" in warning.getMessage()
@@ -474,9 +488,10 @@ async def test_after_a_restart_the_runtimes_outcome_unknown_makes_the_sink_look_
     await restarted.start()
     try:
         restarted.outcome_unknown(command.command_id)  # what SinkRunner does for an `attempted` entry
-        result = await restarted.execute(command, envelope)
+        effect = await restarted.execute(command, envelope)
     finally:
         await restarted.stop()
-    assert result["recovered"] is True
+    [stored] = fake_jira.comments("OPS-1")
+    assert effect == Effect(comment_id=stored["id"], recovered=True)
     assert len(fake_jira.comments("OPS-1")) == 1
     fake_jira.assert_no_violations()

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,11 +11,12 @@ import pytest
 from connectors.base import ConnectorContext, Unauthorized, WebhookRequest
 from connectors.errors import SkippableError
 from connectors.jira.config import JiraConfig
+from connectors.jira.mapping import backlink_property
 from connectors.jira.source import JiraWebhookSource, sign_payload, signature_problem
 from sandbox.contracts.jira import JiraContract
 from sandbox.jira_api import FakeJira
 from schemas import events
-from schemas.records import RecordMissing, TicketComment, TicketRecord
+from schemas.records import DisplayField, RecordComment, RecordMissing, TicketRecord, version_of
 from schemas.topics import TopicNames
 
 pytestmark = pytest.mark.unit
@@ -135,7 +137,7 @@ async def test_issue_created_publishes_a_ticket_record(
     assert published.topic == topics.records
     assert published.key == "jira:OPS-7"
     envelope = published.envelope
-    assert envelope.type == events.RECORD_UPSERTED
+    assert envelope.type == events.RECORD_UPSERTED.format(kind="ticket")
     assert envelope.id == "jira:delivery-1"
     assert envelope.subject == "jira:OPS-7"
     assert envelope.source_system == "jira"
@@ -150,6 +152,13 @@ async def test_issue_created_publishes_a_ticket_record(
         None,
     )
     assert record.url == "https://acme.atlassian.net/browse/OPS-7"
+    # Its version is Jira's update time in epoch ms, so webhook and REST versions compare.
+    assert record.version == version_of(datetime(2024, 3, 1, 10, 20, 30, 456000, tzinfo=UTC)) == 1709288430456
+    assert record.fields == [
+        DisplayField(name="status", label="Status", value="To Do"),
+        DisplayField(name="assignee", label="Assignee", value="Unassigned"),
+        DisplayField(name="priority", label="Priority", value="Highest"),
+    ]
 
 
 async def test_retries_of_one_delivery_share_the_envelope_id(
@@ -184,7 +193,10 @@ async def test_issue_deleted_publishes_record_missing(
     assert published.key == "jira:WEB-3"
     assert published.envelope.type == events.RECORD_MISSING
     assert published.envelope.visibility == "public"
-    assert published.envelope.data == RecordMissing(ref={"system": "jira", "key": "WEB-3"}, reason="deleted")
+    # Versioned by when Jira deleted it, so a deletion older than the stored record is stale.
+    assert published.envelope.data == RecordMissing(
+        ref={"system": "jira", "key": "WEB-3"}, reason="deleted", version=TIMESTAMP_MS
+    )
 
 
 async def test_comment_created_publishes_a_ticket_comment(
@@ -195,15 +207,53 @@ async def test_comment_created_publishes_a_ticket_comment(
     [published] = publisher.published
     assert published.topic == topics.record_comments
     assert published.key == "jira:OPS-7"
-    assert published.envelope.type == events.RECORD_COMMENT
+    assert published.envelope.type == events.RECORD_COMMENT.format(action="added")
     assert published.envelope.id == "jira:c-1"
     comment = published.envelope.data
-    assert isinstance(comment, TicketComment)
+    assert isinstance(comment, RecordComment)
     assert comment.comment_id == "10100"
     assert comment.author == "Ada Lovelace"
     assert comment.body.startswith("Rolled back")
     assert comment.public is True
     assert comment.created_at is not None
+    assert comment.action == "added"
+    assert comment.visibility == published.envelope.visibility == "restricted"  # OPS is restricted
+    assert comment.by_threadlink is False
+    assert comment.version == version_of(datetime(2024, 3, 1, 10, 25, tzinfo=UTC))
+
+
+async def test_a_comment_in_a_public_project_is_public_unless_restricted(
+    source: JiraWebhookSource, publisher: Any, secret: str
+) -> None:
+    payload = comment_payload()
+    payload["issue"]["key"] = "WEB-1"
+    await source.handle(signed(json.dumps(payload).encode(), secret))
+    internal_note = comment_payload(jsdPublic=False)
+    internal_note["issue"]["key"] = "WEB-1"
+    await source.handle(signed(json.dumps(internal_note).encode(), secret))
+    shared, note = (p.envelope for p in publisher.published)
+    assert (shared.data.visibility, shared.visibility) == ("public", "public")
+    assert (note.data.visibility, note.visibility, note.data.public) == ("internal", "internal", False)
+
+
+async def test_an_edited_comment_is_versioned_by_its_update_time(
+    source: JiraWebhookSource, publisher: Any, secret: str
+) -> None:
+    payload = comment_payload(updated="2024-03-01T11:00:00.000+0000")
+    await source.handle(signed(json.dumps(payload).encode(), secret))
+    [published] = publisher.published
+    assert published.envelope.data.version == version_of(datetime(2024, 3, 1, 11, 0, tzinfo=UTC))
+
+
+async def test_threadlinks_own_backlink_comment_is_marked_as_such(
+    source: JiraWebhookSource, publisher: Any, secret: str
+) -> None:
+    # As Jira lists a comment's entity properties: [{key, value}].
+    tagged = [{"key": k, "value": v} for k, v in backlink_property("add_comment-1").items()]
+    payload = comment_payload(properties=tagged)
+    await source.handle(signed(json.dumps(payload).encode(), secret))
+    [published] = publisher.published
+    assert published.envelope.data.by_threadlink is True
 
 
 async def test_restricted_comment_is_not_public(source: JiraWebhookSource, publisher: Any, secret: str) -> None:

@@ -21,13 +21,14 @@ from connectors.errors import (
     classify_transport_error,
 )
 from connectors.runtime.retry import RetryPolicy
-from connectors.slack.cards import card_block_id, card_blocks
+from connectors.slack.cards import card_block_id, card_blocks, message_block
 from connectors.slack.client import PostedWithoutTs, SlackClient, TransientAnswer, outcome_unknown, raise_for_slack
 from connectors.slack.mapping import SlackIdentity
 from connectors.slack.sink import SlackSink
 from sandbox.slack_api import FakeSlack
-from schemas.commands import Command, PostCard, command_id_for
+from schemas.commands import Command, PostCard, PostMessage, command_id_for
 from schemas.envelope import Envelope
+from schemas.outcomes import Effect
 from schemas.records import RecordRef, TicketRecord
 from schemas.social import ThreadRef
 
@@ -49,7 +50,7 @@ def post_card(root: str, key: str = "PROJ-1", *, in_reply_to: str | None = None)
     return PostCard(
         command_id=command_id_for("post_card", CHANNEL, root, record.ref.id),
         target="slack",
-        thread=ThreadRef(platform="slack", workspace=TEAM_ID, channel=CHANNEL, thread_id=root),
+        destination=ThreadRef(platform="slack", workspace=TEAM_ID, channel=CHANNEL, thread_id=root),
         record=record,
         in_reply_to=in_reply_to or root,
     )
@@ -58,7 +59,7 @@ def post_card(root: str, key: str = "PROJ-1", *, in_reply_to: str | None = None)
 def envelope(command: Command) -> Envelope[Command]:
     return Envelope.wrap(
         command,
-        type="io.threadlink.command.post_card",
+        type=f"io.threadlink.command.{command.kind}",
         source_system="streams",
         occurred_at=datetime(2024, 1, 1, tzinfo=UTC),
     )
@@ -70,10 +71,10 @@ def identity() -> SlackIdentity:
 
 async def run_like_the_runner(sink: SlackSink, command: Command) -> list[Any]:
     """Execute through RetryPolicy.call as SinkRunner does; the outcome of each attempt in order
-    (an exception, or the last one's result)."""
+    (an exception, or the last one's Effect)."""
     outcomes: list[Any] = []
 
-    async def attempt() -> dict[str, Any]:
+    async def attempt() -> Effect:
         try:
             result = await sink.execute(command, envelope(command))
         except ConnectorError as exc:
@@ -121,7 +122,7 @@ async def test_a_card_slack_posted_despite_the_failure_is_recovered_not_posted_a
     assert isinstance(first, RetriableError)
     assert error in str(first)
     [card] = cards(fake_slack, root)  # exactly one card in the thread
-    assert second == {"channel": CHANNEL, "ts": card["ts"], "recovered": True}
+    assert second == Effect(message_id=card["ts"], recovered=True)
     assert card["blocks"] == card_blocks(RECORD, command.command_id)
     assert len(fake_slack.calls("chat.postMessage")) == 1  # the retry looked, found it, posted nothing
     [lookup] = fake_slack.calls("conversations.replies")
@@ -142,9 +143,77 @@ async def test_a_card_slack_did_not_post_is_posted_exactly_once_by_the_retry(
     assert isinstance(first, RetriableError)
     assert error in str(first)
     [card] = cards(fake_slack, root)
-    assert second == {"channel": CHANNEL, "ts": card["ts"]}
+    assert second == Effect(message_id=card["ts"])
     assert len(fake_slack.calls("chat.postMessage")) == 2
     assert len(fake_slack.calls("conversations.replies")) == 1  # looked first, found nothing, posted
+    fake_slack.assert_no_violations()
+
+
+def post_message(root: str, text: str = "PROJ-1 is now Done") -> PostMessage:
+    """A short message into the thread of `root` (a status change of a followed record)."""
+    return PostMessage(
+        command_id=command_id_for("post_message", CHANNEL, root, text),
+        target="slack",
+        destination=ThreadRef(platform="slack", workspace=TEAM_ID, channel=CHANNEL, thread_id=root),
+        text=text,
+        about=RECORD.ref,
+    )
+
+
+@pytest.mark.parametrize(("fault", "error"), AMBIGUOUS_FAULTS)
+async def test_a_message_slack_posted_despite_the_failure_is_recovered_not_posted_again(
+    fake_slack: FakeSlack, quick_sink: SlackSink, fault: dict[str, Any], error: str
+) -> None:
+    root = await fake_slack.post_user_message(CHANNEL, "PROJ-1 is broken again")
+    fake_slack.fail_next("chat.postMessage", after_store=True, **fault)
+    command = post_message(root)
+
+    first, second = await run_like_the_runner(quick_sink, command)
+
+    assert isinstance(first, RetriableError)
+    assert error in str(first)
+    [message] = cards(fake_slack, root)  # exactly one message in the thread
+    assert second == Effect(message_id=message["ts"], recovered=True)
+    assert message["blocks"] == [message_block(command.text, command.command_id)]
+    assert len(fake_slack.calls("chat.postMessage")) == 1  # the retry looked, found it, posted nothing
+    [lookup] = fake_slack.calls("conversations.replies")
+    # A message answers no mention: the thread is searched from its root.
+    assert lookup.params == {"channel": CHANNEL, "ts": root, "limit": "200"}
+    fake_slack.assert_no_violations()
+
+
+@pytest.mark.parametrize(("fault", "error"), AMBIGUOUS_FAULTS)
+async def test_a_message_slack_did_not_post_is_posted_exactly_once_by_the_retry(
+    fake_slack: FakeSlack, quick_sink: SlackSink, fault: dict[str, Any], error: str
+) -> None:
+    root = await fake_slack.post_user_message(CHANNEL, "PROJ-1 is broken again")
+    fake_slack.fail_next("chat.postMessage", **fault)
+
+    first, second = await run_like_the_runner(quick_sink, post_message(root))
+
+    assert isinstance(first, RetriableError)
+    assert error in str(first)
+    [message] = cards(fake_slack, root)
+    assert second == Effect(message_id=message["ts"])
+    assert len(fake_slack.calls("chat.postMessage")) == 2
+    assert len(fake_slack.calls("conversations.replies")) == 1  # looked first, found nothing, posted
+    fake_slack.assert_no_violations()
+
+
+async def test_a_card_is_not_mistaken_for_a_message_of_another_command(
+    fake_slack: FakeSlack, quick_sink: SlackSink
+) -> None:
+    root = await fake_slack.post_user_message(CHANNEL, "PROJ-1 is broken again")
+    await quick_sink.execute(post_card(root), envelope(post_card(root)))  # threadlink's card, other tag
+    fake_slack.fail_next("chat.postMessage", None, status=503)
+    command = post_message(root)
+
+    first, second = await run_like_the_runner(quick_sink, command)
+
+    assert isinstance(first, RetriableError)
+    card, message = cards(fake_slack, root)
+    assert second == Effect(message_id=message["ts"])  # posted, not "recovered" as the card
+    assert message["blocks"][0]["block_id"] == card_block_id(command.command_id) != card["blocks"][0]["block_id"]
     fake_slack.assert_no_violations()
 
 
@@ -184,7 +253,7 @@ async def test_a_transport_failure_slack_never_saw_is_posted_exactly_once(
 
     assert isinstance(first, RetriableError) and error.__name__ in str(first)
     [card] = cards(fake_slack, root)
-    assert second == {"channel": CHANNEL, "ts": card["ts"]}
+    assert second == Effect(message_id=card["ts"])
     assert len(fake_slack.calls("chat.postMessage")) == 1  # the failed one never reached Slack
     # A connection that never opened cannot have posted: no need to look.
     assert len(fake_slack.calls("conversations.replies")) == lookups
@@ -206,7 +275,7 @@ async def test_in_a_thread_longer_than_the_scan_limit_the_card_is_found_after_th
     assert isinstance(first, RetriableError)
     assert len(fake_slack.thread(CHANNEL, root)) > SlackSink.recovery_scan_limit + 2
     [card] = cards(fake_slack, root)  # among the thread's newest messages, and found there
-    assert second == {"channel": CHANNEL, "ts": card["ts"], "recovered": True}
+    assert second == Effect(message_id=card["ts"], recovered=True)
     assert len(fake_slack.calls("chat.postMessage")) == 1
     [lookup] = fake_slack.calls("conversations.replies")  # only what came after the mention
     assert lookup.params == {"channel": CHANNEL, "ts": root, "limit": "200", "oldest": mention}
@@ -220,9 +289,9 @@ async def test_a_lookup_that_fails_retriably_is_tried_again(fake_slack: FakeSlac
 
     outcomes = await run_like_the_runner(quick_sink, post_card(root))
 
-    assert [type(o) for o in outcomes] == [RetriableError, RetriableError, dict]
+    assert [type(o) for o in outcomes] == [RetriableError, RetriableError, Effect]
     [card] = cards(fake_slack, root)
-    assert outcomes[-1] == {"channel": CHANNEL, "ts": card["ts"], "recovered": True}
+    assert outcomes[-1] == Effect(message_id=card["ts"], recovered=True)
     assert len(fake_slack.calls("conversations.replies")) == 2
     fake_slack.assert_no_violations()
 
@@ -239,7 +308,7 @@ async def test_a_lookup_slack_refuses_for_good_posts_the_card_anyway(
 
     assert isinstance(first, RetriableError)
     [card] = cards(fake_slack, root)
-    assert second == {"channel": CHANNEL, "ts": card["ts"]}  # a possible double beats a lost card
+    assert second == Effect(message_id=card["ts"])  # a possible double beats a lost card
     assert "channels:history" in caplog.text
 
 
@@ -252,7 +321,8 @@ async def test_only_commands_whose_outcome_is_unknown_are_looked_for(
     first, second = await run_like_the_runner(quick_sink, post_card(root))
 
     assert isinstance(first, BackpressureError)
-    assert second["ts"] == cards(fake_slack, root)[0]["ts"]
+    [card] = cards(fake_slack, root)
+    assert second == Effect(message_id=card["ts"])
     assert fake_slack.calls("conversations.replies") == []  # Slack refused it: nothing to look for
 
 
@@ -325,7 +395,7 @@ async def test_the_lookup_pages_through_the_thread_and_trusts_only_threadlinks_c
     finally:
         await sink.stop()
 
-    assert outcomes[-1] == {"channel": CHANNEL, "ts": "1700000002.000100", "recovered": True}
+    assert outcomes[-1] == Effect(message_id="1700000002.000100", recovered=True)
     lookup = {"channel": CHANNEL, "ts": "1700000000.000100", "limit": "200", "oldest": "1700000000.000100"}
     assert [(r.method, r.url.path.rsplit("/", 1)[1], dict(r.url.params)) for r in seen] == [
         ("POST", "chat.postMessage", {}),
@@ -350,7 +420,7 @@ async def test_a_mention_id_that_is_no_slack_ts_is_looked_for_from_the_root() ->
     finally:
         await sink.stop()
 
-    assert outcomes[-1]["recovered"] is True
+    assert outcomes[-1] == Effect(message_id="1700000003.000100", recovered=True)
     assert "oldest" not in seen[1].url.params  # Slack would refuse it (invalid_ts_oldest)
 
 
@@ -374,7 +444,7 @@ async def test_ok_without_ts_is_fatal_and_a_replay_finds_the_card() -> None:
     finally:
         await sink.stop()
 
-    assert replayed == {"channel": CHANNEL, "ts": "1700000003.000100", "recovered": True}
+    assert replayed == Effect(message_id="1700000003.000100", recovered=True)
     assert [r.url.path.rsplit("/", 1)[1] for r in seen] == ["chat.postMessage", "conversations.replies"]
     assert json.loads(dict(httpx.QueryParams(seen[0].content.decode()))["blocks"]) == card_blocks(
         RECORD, command.command_id
@@ -463,9 +533,9 @@ async def test_after_a_restart_the_runtimes_outcome_unknown_makes_the_sink_look_
     await restarted.start()
     try:
         restarted.outcome_unknown(command.command_id)  # what SinkRunner does for an `attempted` entry
-        result = await restarted.execute(command, envelope(command))
+        effect = await restarted.execute(command, envelope(command))
     finally:
         await restarted.stop()
-    assert result["recovered"] is True
-    assert len(cards(fake_slack, root)) == 1
+    [card] = cards(fake_slack, root)
+    assert effect == Effect(message_id=card["ts"], recovered=True)
     fake_slack.assert_no_violations()

@@ -73,22 +73,31 @@ async def test_plain_message_is_published_as_posted(
     (published,) = publisher.published
     envelope = published.envelope
     message: SocialMessage = envelope.data
-    assert published.topic == ctx.topics.social_messages == "test.social.messages"
+    assert published.topic == ctx.topics.social_events == "test.social.events"
     assert published.key == message.thread.id == f"slack:{TEAM_ID}:{CHANNEL}:{ROOT_TS}"
     assert envelope.id == "slack:Ev42"
     assert envelope.type == "io.threadlink.social.message.posted"
     assert envelope.subject == message.thread.id
     assert envelope.source_system == "slack"
     assert envelope.occurred_at == datetime.fromtimestamp(1_700_000_005, UTC)
-    assert envelope.visibility == "public"
+    assert envelope.visibility == "internal"  # a public channel: the whole workspace reads it
     assert message.model_dump() == {
-        "thread": {"platform": "slack", "workspace": TEAM_ID, "channel": CHANNEL, "thread_id": ROOT_TS},
+        "kind": "message",
+        "thread": {
+            "kind": "thread",
+            "platform": "slack",
+            "workspace": TEAM_ID,
+            "channel": CHANNEL,
+            "thread_id": ROOT_TS,
+        },
         "message_id": ROOT_TS,
         "action": "posted",
         "author": {"id": "U0001", "display_name": None, "is_bot": False, "is_threadlink": False},
         "text": "Is PROJ-1 back?",
+        "previous_text": None,
         "permalink": "https://acme.slack.com/archives/C0GENERAL1/p1700000000000100",
-        "channel_visibility": "public",
+        "channel_visibility": "internal",
+        "mentions_threadlink": False,
     }
 
 
@@ -198,7 +207,7 @@ async def test_other_bots_are_bots_but_not_threadlink(source: SlackEventsSource,
 @pytest.mark.parametrize(
     ("channel_type", "visibility"),
     [
-        ("channel", "public"),
+        ("channel", "internal"),
         ("group", "restricted"),
         ("im", "restricted"),
         ("mpim", "restricted"),
@@ -322,3 +331,27 @@ def test_permalinks_follow_slacks_format() -> None:
         "https://acme.slack.com/archives/C0123456789/p1700000001000200?thread_ts=1700000000.000100&cid=C0123456789"
     )
     assert SlackIdentity().permalink("C0123456789", "1.2", "1.2") is None
+
+
+@pytest.mark.parametrize("channel_type", ["channel", "group"])
+async def test_a_channel_shared_with_another_organisation_is_the_most_public_place(
+    source: SlackEventsSource, publisher: RecordingPublisher, channel_type: str
+) -> None:
+    payload = event_payload(user_message(channel_type=channel_type)) | {"is_ext_shared_channel": True}
+    await deliver(source, payload)
+    assert publisher.published[0].envelope.data.channel_visibility == "public"
+
+
+async def test_an_edit_carries_the_earlier_text(source: SlackEventsSource, publisher: RecordingPublisher) -> None:
+    edited = {
+        "type": "message",
+        "subtype": "message_changed",
+        "channel": CHANNEL,
+        "channel_type": "channel",
+        "ts": "1700000001.000200",
+        "message": {"type": "message", "user": "U0001", "text": "now OPS-2", "ts": ROOT_TS},
+        "previous_message": {"type": "message", "user": "U0001", "text": "was PROJ-1", "ts": ROOT_TS},
+    }
+    await deliver(source, event_payload(edited))
+    message = publisher.published[0].envelope.data
+    assert (message.action, message.text, message.previous_text) == ("edited", "now OPS-2", "was PROJ-1")

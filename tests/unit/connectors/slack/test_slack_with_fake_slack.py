@@ -94,7 +94,7 @@ async def test_the_bots_own_card_comes_back_marked_as_threadlinks(
     command = PostCard(
         command_id="p1",
         target="slack",
-        thread=ThreadRef(platform="slack", workspace=TEAM_ID, channel=CHANNEL, thread_id=root),
+        destination=ThreadRef(platform="slack", workspace=TEAM_ID, channel=CHANNEL, thread_id=root),
         record=record,
         in_reply_to=root,
     )
@@ -104,7 +104,7 @@ async def test_the_bots_own_card_comes_back_marked_as_threadlinks(
     await fake.wait_for_deliveries()
 
     echoed = publisher.published[-1].envelope.data
-    assert (echoed.message_id, echoed.thread.thread_id) == (card["ts"], root)
+    assert (echoed.message_id, echoed.thread.thread_id) == (card.message_id, root)
     assert echoed.author.is_bot and echoed.author.is_threadlink  # streams never answer it: no loop
     fake.assert_no_violations()
 

@@ -1,0 +1,69 @@
+"""The Faust agents: one per input topic, each a FlowRunner around a flow's pure decision, with
+the state of the event's key read before and written after (only when it changed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, TypeAdapter
+
+from schemas.envelope import Envelope
+from schemas.links import LinkRequest
+from schemas.outcomes import Outcome
+from schemas.records import RecordComment, RecordEvent
+from schemas.social import SocialEvent
+from streams.flows.emit import Emit
+from streams.flows.link import LinkFlow
+from streams.flows.runner import FlowRunner, Handler
+from streams.tables import StateTable
+
+if TYPE_CHECKING:
+    from streams.app import StreamsContext
+
+S = TypeVar("S", bound=BaseModel)
+
+SOCIAL = TypeAdapter(Envelope[SocialEvent])
+REQUEST = TypeAdapter(Envelope[LinkRequest])
+RECORD = TypeAdapter(Envelope[RecordEvent])
+COMMENT = TypeAdapter(Envelope[RecordComment])
+OUTCOME = TypeAdapter(Envelope[Outcome])
+
+
+def stateful(table: StateTable[S], decide: Callable[[S, Any], Sequence[Emit]]) -> Handler:
+    """A handler that loads the state of the event's key, decides, and stores the state back.
+    By the Kafka key, always: a Faust table keeps a key's state on the partition of the event
+    that writes it, so that is the only key whose state is found there again."""
+
+    def handle(envelope: Envelope[Any], key: str) -> Sequence[Emit]:
+        state, stored = table.get(key)
+        emits = decide(state, envelope)
+        table.put(key, state, stored)
+        return emits
+
+    return handle
+
+
+def register(ctx: StreamsContext) -> LinkFlow:
+    app, topics, tables = ctx.app, ctx.topics, ctx.tables
+    flow = LinkFlow(topics.names, ctx.settings.streams)
+    dead_letters = topics.names.dead_letters
+
+    def runner(agent: str, adapter: TypeAdapter[Any], handler: Handler) -> FlowRunner[Any]:
+        return FlowRunner(agent, adapter, handler, topics.topic, dead_letters)
+
+    social = runner("link.on_social", SOCIAL, stateful(tables.threads, flow.on_social))
+    requests = runner("link.on_link_request", REQUEST, stateful(tables.records, flow.on_link_request))
+    records = runner("link.on_record", RECORD, stateful(tables.records, flow.on_record))
+    comments = runner("follow.on_comment", COMMENT, stateful(tables.records, flow.follow.on_comment))
+    outcomes = runner("link.on_outcome", OUTCOME, stateful(tables.records, flow.on_outcome))
+
+    for topic, flow_runner in (
+        (topics.social_events, social),
+        (topics.link_requests, requests),
+        (topics.records, records),
+        (topics.record_comments, comments),
+        (topics.outcomes, outcomes),
+    ):
+        app.agent(topic, name=flow_runner.agent)(flow_runner.run)
+    return flow

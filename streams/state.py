@@ -1,0 +1,118 @@
+"""What the flows remember, per key, in their tables (streams/tables.py).
+
+- `RecordState`, by record id: the record's latest state, the cards that show it (which thread,
+  its platform message id, the version it shows), the mentions waiting for it to be fetched.
+- `ThreadState`, by thread id: which records each message of the thread named, so an edit or a
+  deletion knows what it takes back.
+
+Both are bounded: a record keeps at most `MAX_CARDS` cards (the least recently mentioned go
+first) and `MAX_WAITING` waiting mentions; a thread keeps the records of its last
+`MAX_MESSAGES` messages that named any. Times are event times (epoch milliseconds taken from
+the events themselves), never the wall clock, so reprocessing decides the same.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, TypeAdapter
+
+from schemas.records import Record
+from schemas.social import ThreadRef
+from schemas.visibility import Visibility
+
+MAX_CARDS = 100
+MAX_WAITING = 100
+MAX_MESSAGES = 200
+
+CardStatus = Literal["requested", "posted", "failed", "hidden", "removed"]
+
+
+class Card(BaseModel):
+    """One record's card in one thread."""
+
+    thread: ThreadRef
+    place_visibility: Visibility
+    status: CardStatus
+    mentioned_by: list[str] = Field(default_factory=list, description="Messages of the thread that name the record.")
+    permalink: str | None = None
+    generation: int = Field(default=0, description="Counts re-posts after a removal: each is a new PostCard.")
+    card_message_id: str | None = None
+    version_shown: int | None = None
+    digest_shown: str | None = None
+    version_sent: int | None = Field(default=None, description="Latest version sent in a post or update.")
+    digest_sent: str | None = None
+    notified: dict[str, str] = Field(
+        default_factory=dict, description="The notified fields' values (streams.follow.notify_fields) last sent."
+    )
+    reason: str | None = None
+    mentioned_at: int = Field(default=0, description="Event time of the latest mention (epoch ms).")
+
+
+class Waiting(BaseModel):
+    """A mention of a record nobody has seen yet, waiting for its fetch."""
+
+    thread: ThreadRef
+    message_id: str
+    permalink: str | None = None
+    place_visibility: Visibility
+    traceparent: str | None = None
+    mentioned_at: int = 0
+
+
+class LastComment(BaseModel):
+    author: str | None = None
+    excerpt: str
+    version: int
+    visibility: Visibility = "internal"
+
+
+class RecordState(BaseModel):
+    record: Record | None = None
+    missing: str | None = Field(default=None, description="Why the record does not exist, when it does not.")
+    missing_version: int = 0
+    missing_at: int = Field(default=0, description="Event time the record was found missing (epoch ms).")
+    last_comment: LastComment | None = None
+    cards: dict[str, Card] = Field(default_factory=dict, description="By thread id.")
+    waiting: list[Waiting] = Field(default_factory=list)
+    fetch_attempt: int = 0
+    fetch_status: Literal["requested", "failed"] | None = None
+
+    @property
+    def version(self) -> int:
+        if self.record is not None:
+            return self.record.version
+        return self.missing_version
+
+    def trim(self) -> list[str]:
+        """Keep the bounds; returns the thread ids of the cards dropped (least recently mentioned)."""
+        dropped: list[str] = []
+        if len(self.cards) > MAX_CARDS:
+            by_age = sorted(self.cards, key=lambda thread_id: self.cards[thread_id].mentioned_at)
+            dropped = by_age[: len(self.cards) - MAX_CARDS]
+            for thread_id in dropped:
+                del self.cards[thread_id]
+        if len(self.waiting) > MAX_WAITING:
+            self.waiting = self.waiting[-MAX_WAITING:]
+        return dropped
+
+
+class ThreadState(BaseModel):
+    named: dict[str, list[str]] = Field(
+        default_factory=dict, description="Message id -> the record ids it names (messages that name none: absent)."
+    )
+
+    def records_named_elsewhere(self, message_id: str) -> set[str]:
+        return {ref for other, refs in self.named.items() if other != message_id for ref in refs}
+
+    def remember(self, message_id: str, record_ids: list[str]) -> None:
+        if record_ids:
+            self.named[message_id] = record_ids
+        else:
+            self.named.pop(message_id, None)
+        while len(self.named) > MAX_MESSAGES:
+            del self.named[next(iter(self.named))]
+
+
+RECORD_STATE = TypeAdapter(RecordState)
+THREAD_STATE = TypeAdapter(ThreadState)

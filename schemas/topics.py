@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from schemas.checkpoints import Checkpoint
 from schemas.commands import Command, DeadLetter, LedgerEntry
 from schemas.envelope import Envelope
 from schemas.links import Link, LinkRequest
@@ -79,6 +80,10 @@ class TopicNames:
     def ledger(self) -> str:
         return f"{self.namespace}.sinks.ledger"
 
+    @property
+    def checkpoints(self) -> str:
+        return f"{self.namespace}.connectors.checkpoints"
+
     def commands(self, target: str) -> str:
         return f"{self.namespace}.commands.{target}"
 
@@ -133,6 +138,15 @@ def catalog(names: TopicNames, command_targets: list[str] | tuple[str, ...]) -> 
             "command id",
             Envelope[LedgerEntry],
             "Side effects already done, so redelivered commands are not done twice.",
+            cleanup_policy="compact",
+            retention_ms=None,
+        ),
+        TopicSpec(
+            names.checkpoints,
+            "connector/poller",
+            Envelope[Checkpoint],
+            "Each poller's cursor, written in one transaction with its poll's events; its partitions "
+            "decide which replica owns which poller.",
             cleanup_policy="compact",
             retention_ms=None,
         ),

@@ -18,7 +18,7 @@ from connectors.runtime.kafka import KafkaPublisher
 from connectors.runtime.pollers import PollerGroup
 from connectors.runtime.sinks import SinkRunner
 from connectors.runtime.streaming import StreamRunner
-from connectors.runtime.webhooks import build_app, webhook_path
+from connectors.runtime.webhooks import DeadLetters, HttpLimits, build_app, webhook_path
 from threadlink.config import Settings, connector_config
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,11 @@ class ConnectorHost:
                 streamer = StreamRunner(name, stream, BatchedPublisher(self.publisher, connector=name))
                 self._streams.append(asyncio.create_task(streamer.run(), name=f"stream-{name}/{stream.name}"))
         http = self.settings.http
-        app = build_app(sources)
+        app = build_app(
+            sources,
+            dead_letters=DeadLetters(self.publisher, kafka.topics),
+            limits=HttpLimits(read_timeout_s=http.body_read_timeout_s, max_concurrent=http.max_concurrent_requests),
+        )
         self._site_runner = web.AppRunner(app, access_log=None)
         await self._site_runner.setup()
         site = web.TCPSite(self._site_runner, self.settings.http.host, self.settings.http.port)
@@ -96,7 +100,9 @@ class ConnectorHost:
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.settings.http.port
         for name, source in sources:
-            log.info("webhook %s: http://%s:%s%s", name, http.host, self.port, webhook_path(name, source))
+            for route in source.routes:
+                url = f"http://{http.host}:{self.port}{webhook_path(name, route)}"
+                log.info("webhook %s: %s %s", name, route.method, url)
         log.info(
             "connectors running: %s (metrics on http://%s:%s/metrics)",
             ", ".join(self.parts) or "none",

@@ -166,6 +166,13 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sandbox_post(args: argparse.Namespace) -> int:
+    from sandbox.post import post
+    from threadlink.launcher import RUN_DIR
+
+    return post(RUN_DIR / "sandbox", args.text, channel=args.channel, thread_ts=args.thread)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from threadlink.launcher import run_all
 
@@ -310,6 +317,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dlq_replay.add_argument("--consumer", help="only those of this consumer, e.g. sink.slack")
     dlq_replay.add_argument("--dry-run", action="store_true", help="list what would be replayed")
+
+    sandbox = group("sandbox", "the running sandbox demo (`make run`)")
+    post = leaf(
+        sandbox,
+        "post",
+        "post a message as a user in the sandbox Slack and show threadlink's answer",
+        "The stand-in signs and delivers the event as Slack does; mention DEMO-1 or OPS-7 to get a card.",
+        cmd_sandbox_post,
+    )
+    post.add_argument("text", help="the message, e.g. 'Is DEMO-1 fixed?'")
+    post.add_argument("--channel", help="channel id (default: the demo's channel)")
+    post.add_argument("--thread", help="reply in the thread of this ts")
 
     schemas = group("schemas", "the exported contract files")
     leaf(

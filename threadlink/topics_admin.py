@@ -86,6 +86,7 @@ def apply_topics(settings: Settings, *, timeout_s: float = 60) -> list[str]:
                 else:
                     report.append(f"ok       {s.name}")
         _wait_for_leaders(admin, {s.name: s.partitions for s in specs}, timeout_s)
+        _wait_for_group_coordinators(admin, group_ids(settings), min(timeout_s, 20))
     except KafkaError as exc:
         raise RuntimeError(f"Kafka at {servers} refused the topic changes: {exc}") from exc
     finally:
@@ -105,6 +106,31 @@ def _wait_for_leaders(admin: KafkaAdminClient, partitions: dict[str, int], timeo
             return
         if time.monotonic() > deadline:
             raise RuntimeError("topics were created but have no partition leaders yet; is the cluster healthy?")
+        time.sleep(0.2)
+
+
+def group_ids(settings: Settings) -> list[str]:
+    """The consumer groups a deployment's processes join."""
+    ns = settings.kafka.namespace
+    sinks = [f"{ns}.sink.{name}" for name, entry in settings.connectors.items() if entry.enabled]
+    return [*sinks, f"{ns}.connectors.pollers", settings.streams.app_id]
+
+
+def _wait_for_group_coordinators(admin: KafkaAdminClient, groups: list[str], timeout_s: float) -> None:
+    """A fresh broker creates __consumer_offsets on the first group lookup and then loads its
+    partitions: until then every join and heartbeat gets NOT_COORDINATOR (a dozen warnings at
+    each first start). Asking for the deployment's groups here waits that out before any process
+    joins. Best effort: clients retry on their own, so a slow cluster only delays this."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            answers = admin.describe_groups(groups)
+        except KafkaError:
+            answers = None
+        if answers is not None and all(
+            not a.get("error") or "GroupIdNotFound" in str(a["error"]) for a in answers.values()
+        ):
+            return
         time.sleep(0.2)
 
 

@@ -25,6 +25,9 @@ kafka-up: setup
 kafka-down:
 	python3 deploy/kafka/local_kafka.py down
 
+bench: setup
+	.venv/bin/python bench/webhook_memory.py
+
 schemas: setup
 	.venv/bin/threadlink schemas export
 

@@ -3,11 +3,19 @@
 A connector is a folder under connectors/ with a `config.py` (a pydantic model), and a
 `connector.py` exposing `PLUGIN`, a `ConnectorPlugin` whose `build()` returns the parts:
 
-- `WebhookSource`s: the platform pushes events to us over HTTP.
-- `PollingSource`s: we ask the platform for changes on an interval.
+- `WebhookSource`s: the platform pushes events to us over HTTP (Slack, Jira, a Matrix
+  application service). The runtime serves their routes, reads and verifies the raw body,
+  and maps every failure to the right HTTP answer.
+- `PollingSource`s: we ask the platform for changes on an interval, from a cursor the runtime
+  checkpoints in Kafka, on exactly one replica at a time.
+- `StreamSource`s: a long-lived client (MQTT, OPC UA) that holds a connection open and emits
+  events as they come, through a batched publisher with backpressure.
 - one `Sink` (optional): carries out commands from `<namespace>.commands.<connector name>`.
 
-Registering it is one line in connectors/registry.py.
+Registering it is one line in connectors/registry.py. A connector writes only the part that
+knows its platform: verify and map (webhooks), fetch and map (pollers), subscribe and map
+(streams), call the API (sinks). Kafka, retries, checkpoints, dead letters and metrics are the
+runtime's (connectors/runtime/).
 
 Example (a runnable sketch of the smallest sink)::
 
@@ -18,14 +26,19 @@ Example (a runnable sketch of the smallest sink)::
 
     PLUGIN = ConnectorPlugin(kind="echo", config_model=EchoConfig,
                              build=lambda cfg, ctx: ConnectorParts(sink=EchoSink()))
+
+Threads and loops: the runtime calls every method below on its one asyncio event loop, in
+the `threadlink connectors run` process; none may block it (use an async client, or
+`asyncio.to_thread`). Kafka's blocking clients run on the runtime's own threads.
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, TypeAlias
 
 from pydantic import BaseModel
 
@@ -38,8 +51,10 @@ from schemas.topics import TopicNames
 class Publisher(Protocol):
     async def publish(self, topic: str, key: str, envelope: Envelope[Any]) -> None:
         """Send one event. Returns only after the broker acknowledged it (acks=all,
-        idempotent producer); raises if it could not be stored. Webhook handlers
-        await this before answering 2xx, so an acknowledged event is never lost."""
+        idempotent producer); raises `PublishError` if it could not be stored, and
+        `EventTooLarge` (skippable) if it never can be. Webhook handlers await this before
+        answering 2xx, so an acknowledged event is never lost. The runtime hands each
+        connector a publisher that counts its events under the connector's name."""
 
 
 @dataclass
@@ -50,6 +65,7 @@ class ConnectorContext:
     """The connector's name in the config (e.g. `slack`); the `platform`/`system` of its events."""
     topics: TopicNames
     publisher: Publisher
+    """Labelled with `name`: its metrics say which connector published."""
 
 
 def header_value(headers: Mapping[str, str], name: str) -> str | None:
@@ -61,8 +77,23 @@ def header_value(headers: Mapping[str, str], name: str) -> str | None:
     return next((v for k, v in headers.items() if k.lower() == lowered), None)
 
 
+# -- webhooks ---------------------------------------------------------------------------------
+
+
 class Unauthorized(Exception):
     """A webhook request failed verification: answered 401, nothing is published."""
+
+
+@dataclass(frozen=True)
+class WebhookRoute:
+    """One HTTP route of a webhook source, served at `/webhooks/<connector name><path>`.
+
+    `path` uses aiohttp's route syntax: `{name}` is a path parameter (one segment), e.g.
+    `WebhookRoute("PUT", "/_matrix/app/v1/transactions/{txnId}")`. `path` may be "".
+    """
+
+    method: str = "POST"
+    path: str = ""
 
 
 @dataclass
@@ -70,8 +101,17 @@ class WebhookRequest:
     headers: Mapping[str, str]
     """Case-insensitive."""
     body: bytes
-    """The raw body, exactly as received: signatures are computed over it."""
+    """The raw body, exactly as received: signatures are computed over it. At most
+    `connectors.runtime.limits.MAX_WEBHOOK_BODY_BYTES`; larger bodies never get here (413)."""
     query: Mapping[str, str] = field(default_factory=dict)
+    method: str = "POST"
+    path_params: Mapping[str, str] = field(default_factory=dict)
+    """The route's `{name}` parameters, e.g. {"txnId": "42"}."""
+    route: WebhookRoute = field(default_factory=WebhookRoute)
+    """Which of the source's routes matched."""
+
+
+WebhookOutcome: TypeAlias = Literal["accepted", "duplicate", "ignored"]
 
 
 @dataclass
@@ -79,16 +119,65 @@ class WebhookResponse:
     status: int = 200
     json: Any = None
     text: str | None = None
+    outcome: WebhookOutcome = "accepted"
+    """For the metrics: `duplicate` when the request was a redelivery of something already
+    published, `ignored` when nothing was published by design (a type threadlink ignores)."""
 
 
 class WebhookSource(ABC):
-    """A platform's webhook endpoint, served by the runtime at `/webhooks/<connector name><path>`.
+    """A platform's webhook endpoint: one or more routes under `/webhooks/<connector name>`.
 
-    Lifecycle: the runtime calls `verify` and then `handle` on its event loop for every
-    request; concurrent requests may interleave. `start`/`stop` are called once.
+    Lifecycle, all on the runtime's event loop:
+
+    - `start()`: once, before the HTTP server accepts requests. May call the platform (e.g. to
+      learn threadlink's own ids). An exception stops the process before it serves.
+    - `verify(request)` then `handle(request)`: for every request on one of `routes`;
+      requests run concurrently and may interleave at each `await`. The runtime has already
+      read the whole raw body, within the size limit and the read timeout.
+    - `stop()`: once, after the HTTP server stopped accepting requests.
+
+    What the runtime guarantees, in one place for every route (connectors/runtime/webhooks.py):
+    `verify` runs on the raw body before anything parses it; a body over the limit is a 413 and
+    a stalled one a 408 before `verify` is called; `Unauthorized` is a 401;
+    `SkippableError` (`InvalidPayload` from connectors.runtime.payloads among them) and
+    pydantic's `ValidationError` are a 400; a `RetriableError` (`PublishError`: the broker did
+    not acknowledge) is a 503 with `Retry-After`, so the platform redelivers; any other
+    exception is a bug or a permanent problem: the raw request goes to the dead-letter topic
+    (secrets and signatures left out) and is answered 202, so the platform does not redeliver
+    it forever. Nothing a source raises is ever a 500.
+
+    What a source must guarantee: answer 2xx only once its events are acknowledged (await
+    `ctx.publisher.publish`); parse bodies with `connectors.runtime.payloads.parse_json`;
+    give events the platform's delivery id, so redeliveries are recognisable downstream.
+
+    Example (runnable: a Matrix application service's transactions endpoint)::
+
+        class MatrixTransactions(WebhookSource):
+            routes = (WebhookRoute("PUT", "/_matrix/app/v1/transactions/{txnId}"),)
+
+            def __init__(self, ctx, hs_token):
+                self.ctx, self.hs_token = ctx, hs_token
+
+            def verify(self, request):
+                if header_value(request.headers, "Authorization") != f"Bearer {self.hs_token}":
+                    raise Unauthorized("wrong hs_token")
+
+            async def handle(self, request):
+                txn = parse_json_object(request.body, what="matrix transaction")
+                for event in txn.get("events", []):
+                    envelope = matrix_envelope(event, txn_id=request.path_params["txnId"])
+                    await self.ctx.publisher.publish(self.ctx.topics.social_events,
+                                                     envelope.subject, envelope)
+                return WebhookResponse(json={})
     """
 
     path: str = ""
+    """Shorthand for a source with one `POST` route (`routes` defaults to it)."""
+
+    @property
+    def routes(self) -> tuple[WebhookRoute, ...]:
+        """The routes this source serves (override with a class attribute for several)."""
+        return (WebhookRoute("POST", self.path),)
 
     async def start(self) -> None:
         """Before the HTTP server accepts requests."""
@@ -98,26 +187,188 @@ class WebhookSource(ABC):
 
     @abstractmethod
     def verify(self, request: WebhookRequest) -> None:
-        """Check the request's signature on the raw body, before any parsing.
-        Raise `Unauthorized` with the reason (logged, never the secret) to answer 401."""
+        """Check the request's signature on the raw body (and its method, path parameters,
+        headers and query), before any parsing. Raise `Unauthorized` with the reason (logged,
+        never the secret) to answer 401. Synchronous and quick: it runs for every request,
+        also the unauthenticated ones."""
 
     @abstractmethod
     async def handle(self, request: WebhookRequest) -> WebhookResponse:
         """Turn a verified request into envelopes and publish them (awaiting the broker's
-        ack), then return the platform's expected answer. Raise `SkippableError` for a
-        payload that cannot be understood (answered 400); any other exception is answered
-        500 so the platform retries."""
+        ack), then return the platform's expected answer, with `outcome="duplicate"` for a
+        redelivery that published nothing new. See the class doc for what each exception
+        becomes."""
+
+
+# -- pollers ----------------------------------------------------------------------------------
+
+Cursor: TypeAlias = dict[str, Any] | str | None
+"""Where a poller is in the platform's changes: any JSON-able dict or string (a timestamp, a
+page token, an id). None before the first poll."""
+
+
+@dataclass
+class PollResult:
+    """What one poll found."""
+
+    events: list[tuple[str, str, Envelope[Any]]] = field(default_factory=list)
+    """(topic, key, envelope) to publish, in order."""
+    cursor: Cursor = None
+    """Where the next poll starts. Published with `events` in one Kafka transaction: after a
+    crash or a hand-over the next owner resumes exactly here, with no gap and no duplicate."""
+    more: bool = False
+    """The platform has more right now (a page of a backfill): poll again without waiting."""
 
 
 class PollingSource(ABC):
-    """Asks a platform for changes every `interval_s`; keeps its own cursor."""
+    """Asks a platform for changes, from a cursor the runtime keeps.
 
+    Lifecycle (connectors/runtime/pollers.py), all on the runtime's event loop:
+
+    - The runtime checkpoints each poller's cursor in the compacted topic
+      `<ns>.connectors.checkpoints`, keyed `<connector>/<name>`. Every replica joins one
+      consumer group on that topic; the replica that Kafka assigns the key's partition owns
+      the poller. No lock of our own: Kafka's group membership decides, and a replica that
+      dies hands its pollers on within the group's session timeout.
+    - On becoming the owner, the runtime reads the partition to its end (read committed) for
+      the latest cursor (`initial_cursor` if there is none), then calls `start()` once.
+    - `poll(cursor)`: every `interval_s` (at once again when the result says `more`), never
+      concurrently with itself. The runtime publishes `result.events` and `result.cursor` in
+      one transaction, with a transactional id of the connector and poller, so an owner that
+      lost its partition but did not notice (a zombie) is fenced and cannot commit.
+    - When the partition is revoked (a rebalance, shutdown) polling stops at once: a poll in
+      progress is cancelled and its transaction, if any, aborted. Then `stop()` is called.
+    - `RetriableError`: polled again after exponential backoff. Any other exception: logged,
+      polled again after `interval_s` (a bug must not stop the other pollers).
+
+    What a poller must guarantee: `poll` only reads the platform and maps what it finds; it
+    publishes nothing itself, and the cursor it returns covers exactly the events it returns.
+    Readers of its topics that must not see aborted events read with `isolation_level`
+    read_committed.
+
+    Example (runnable: issues updated since the last poll)::
+
+        class UpdatedIssues(PollingSource):
+            name = "updated-issues"
+            interval_s = 60
+
+            def __init__(self, ctx, client):
+                self.ctx, self.client = ctx, client
+
+            async def poll(self, cursor):
+                since = (cursor or {}).get("updated", "1970-01-01T00:00:00Z")
+                page = await self.client.search(f'updated > "{since}" ORDER BY updated', limit=100)
+                events = [(self.ctx.topics.records, issue.ref.id, issue_envelope(issue)) for issue in page.issues]
+                newest = page.issues[-1].updated if page.issues else since
+                return PollResult(events=events, cursor={"updated": newest}, more=page.has_more)
+    """
+
+    name: str = "poll"
+    """Unique within the connector: names its checkpoint (`<connector>/<name>`)."""
     interval_s: float = 30.0
+    initial_cursor: Cursor = None
+    """The cursor of the very first poll, when no checkpoint exists yet."""
+
+    async def start(self) -> None:
+        """Once this replica owns the poller, before its first poll."""
+
+    async def stop(self) -> None:
+        """Once it no longer does (revoked, or shutting down), after its last poll."""
 
     @abstractmethod
-    async def poll(self) -> None:
-        """Called by the runtime every `interval_s`, never concurrently with itself.
-        Raise RetriableError to be called again after backoff."""
+    async def poll(self, cursor: Cursor) -> PollResult:
+        """Fetch what changed since `cursor` and map it; see the class doc."""
+
+
+# -- long-lived clients -------------------------------------------------------------------------
+
+
+class ConnectionLost(Exception):
+    """The upstream connection dropped or could not be made: the runtime reconnects after a
+    backoff. Raise it (or let an `OSError` through) from `connect` or `run`."""
+
+
+class Emit(Protocol):
+    """Hands events to the runtime's batched publisher (connectors/runtime/batching.py)."""
+
+    async def __call__(self, topic: str, key: str, envelope: Envelope[Any]) -> asyncio.Future[None]:
+        """Queue one event and return its delivery: an asyncio future that completes once the
+        broker acknowledged the batch holding it, or fails with `PublishError`. Await it, or
+        `add_done_callback` to acknowledge upstream without holding up the next message.
+        The call itself returns at once, unless the bounded in-flight queue is full: then it
+        waits for room (backpressure reaches the upstream client). Raises `EventTooLarge` for
+        an event the broker can never take."""
+
+    async def flush(self) -> None:
+        """Wait until everything emitted so far is acknowledged (a barrier)."""
+
+
+class StreamSource(ABC):
+    """A long-lived client that holds a connection to a platform (MQTT, OPC UA) and turns what
+    arrives into events.
+
+    Lifecycle (connectors/runtime/streaming.py), all on the runtime's event loop, one task per
+    source:
+
+    - `start()` once; then, until shutdown: `connect()`, `run(emit)`, and after `run` returns
+      or raises `ConnectionLost` (or an `OSError`), `disconnect()`, a backoff with jitter
+      (`reconnect_initial_s` doubling up to `reconnect_max_s`; back to the start after a
+      connection that stayed up), and `connect()` again. Another exception is logged and
+      treated the same way. `stop()` once at the end.
+    - Shutdown cancels `run`; the runtime then flushes what was emitted and calls
+      `disconnect()` and `stop()`.
+    - `emit` batches produces (linger, batch size) and applies backpressure; see `Emit`.
+
+    What a source must guarantee: acknowledge upstream (MQTT PUBACK, OPC UA ack) only once the
+    event's delivery has completed, never on `emit` returning; after a reconnect the platform
+    redelivers what was not acknowledged, so nothing is lost (at least once: give events the
+    platform's message id so redeliveries are recognisable downstream).
+
+    Example (runnable with an MQTT client library that has manual acknowledgements)::
+
+        class Telemetry(StreamSource):
+            name = "telemetry"
+
+            def __init__(self, ctx, url, topic):
+                self.ctx, self.url, self.topic = ctx, url, topic
+
+            async def connect(self):
+                self.client = await mqtt.connect(self.url, clean_session=False, manual_ack=True)
+
+            async def run(self, emit):
+                await self.client.subscribe("plant/+/telemetry", qos=1)
+                async for message in self.client.messages():   # raises on connection loss
+                    delivery = await emit(self.topic, message.topic, telemetry_envelope(message))
+                    delivery.add_done_callback(lambda d, m=message: d.exception() or m.ack())
+
+            async def disconnect(self):
+                await self.client.close()
+    """
+
+    name: str = "stream"
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 30.0
+
+    async def start(self) -> None:
+        """Once, before the first `connect`."""
+
+    async def stop(self) -> None:
+        """Once, after the last `disconnect`."""
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Open the connection. Raise `ConnectionLost` (or an OSError) when it cannot be had."""
+
+    @abstractmethod
+    async def run(self, emit: Emit) -> None:
+        """Subscribe and loop over what arrives, emitting events; return or raise
+        `ConnectionLost` when the connection ends."""
+
+    async def disconnect(self) -> None:
+        """Close the connection (also after it was lost); must not raise."""
+
+
+# -- sinks ----------------------------------------------------------------------------------------
 
 
 class Sink(ABC):
@@ -152,6 +403,7 @@ class Sink(ABC):
 class ConnectorParts:
     webhooks: list[WebhookSource] = field(default_factory=list)
     pollers: list[PollingSource] = field(default_factory=list)
+    streams: list[StreamSource] = field(default_factory=list)
     sink: Sink | None = None
 
 

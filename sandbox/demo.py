@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import secrets
 import signal
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sandbox.contracts import SpecsMissing, spec_file
 from sandbox.jira_api import FakeJira
+from sandbox.post import write_endpoints
 from sandbox.slack_api import FakeSlack
 from threadlink.config import Settings
 from threadlink.launcher import RUN_DIR, ChildProcesses, ensure_kafka, say, start_deployment
@@ -34,7 +38,8 @@ def free_port(preferred: int) -> int:
 
 @dataclass
 class SandboxIdentity:
-    """Made up per run: nothing here is a real credential."""
+    """Made up once per run directory (`load_or_create`): nothing here is a real credential,
+    and printing it is fine: it lets you sign webhooks by hand."""
 
     signing_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     bot_token: str = field(default_factory=lambda: "xoxb-sandbox-" + secrets.token_hex(12))
@@ -46,6 +51,19 @@ class SandboxIdentity:
     bot_id: str = "B0THREADLINK"
     app_id: str = "A0THREADLINK"
     channel: str = "C0SUPPORT"
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> SandboxIdentity:
+        """The same secrets on every run in one run directory (kept in `path`, mode 0600)."""
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            identity = cls()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                json.dump(asdict(identity), out, indent=2)
+            return identity
 
 
 def sandbox_settings(
@@ -131,7 +149,7 @@ def show_thread(messages: list[dict[str, Any]]) -> None:
 async def run_demo(once: bool, keep_kafka: bool) -> int:
     # Only the local broker: the sandbox never touches a configured cluster.
     base, started_kafka = ensure_kafka(Settings(kafka={"bootstrap_servers": None}))
-    ident = SandboxIdentity()
+    ident = SandboxIdentity.load_or_create(RUN_DIR / "sandbox" / "identity.json")
     run_id = time.strftime("%Y%m%d%H%M%S")
     port = free_port(8787)
     slack, jira = stand_ins(ident, port, check_contracts=specs_available())
@@ -174,10 +192,14 @@ async def run_demo(once: bool, keep_kafka: bool) -> int:
                 say(f"Jira {key} heard the thread back: {comment_text(comment)!r}")
         if once:
             return 0
+        endpoints = write_endpoints(
+            RUN_DIR / "sandbox", slack_url=slack.url, events_url=slack.events_url or "", channel=ident.channel
+        )
         say(
-            f"running. Post your own message:\n  curl -s -X POST {slack.url}/sandbox/post_message "
-            f'-H \'content-type: application/json\' -d \'{{"channel": "{ident.channel}", "text": "see DEMO-1"}}\'\n'
-            f"  then: curl -s '{slack.url}/sandbox/thread?channel={ident.channel}&ts=<ts from the answer>'\n"
+            "running. Post your own message (the sandbox Slack signs and delivers it like Slack):\n"
+            '  .venv/bin/threadlink sandbox post "Is DEMO-1 fixed?"\n'
+            f"Or sign a webhook yourself: Slack's v0 signing secret is {ident.signing_secret}, the events URL\n"
+            f"  {slack.events_url} (identity in {RUN_DIR / 'sandbox' / 'identity.json'}, endpoints in {endpoints}).\n"
             "Ctrl-C stops."
         )
         stop = asyncio.Event()

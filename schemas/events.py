@@ -12,4 +12,4 @@ OUTCOME = "io.threadlink.outcome.{status}"  # done | failed | superseded
 DEAD_LETTER = "io.threadlink.deadletter"
 LEDGER_ATTEMPTED = "io.threadlink.ledger.attempted"
 LEDGER_DONE = "io.threadlink.ledger.done"
-CHECKPOINT = "io.threadlink.checkpoint"
+CHECKPOINT = "io.threadlink.connector.checkpoint"

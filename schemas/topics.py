@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from schemas.checkpoints import Checkpoint
 from schemas.commands import Command
 from schemas.deadletters import DeadLetter
 from schemas.envelope import Envelope
@@ -104,6 +105,10 @@ class TopicNames:
     def ledger(self) -> str:
         return f"{self.namespace}.sinks.ledger"
 
+    @property
+    def checkpoints(self) -> str:
+        return f"{self.namespace}.connectors.checkpoints"
+
     def commands(self, target: str) -> str:
         return f"{self.namespace}.commands.{target}"
 
@@ -179,6 +184,15 @@ def catalog(names: TopicNames, command_targets: list[str] | tuple[str, ...]) -> 
             partitions=SINK_PARTITIONS,
             partition_group="sinks",
             retention_ms=LEDGER_RETENTION_MS,
+        ),
+        TopicSpec(
+            names.checkpoints,
+            "connector/poller",
+            Envelope[Checkpoint],
+            "Each poller's cursor, written in one transaction with its poll's events; its partitions "
+            "decide which replica owns which poller.",
+            cleanup_policy="compact",
+            retention_ms=None,
         ),
     ]
     for target in sorted(set(command_targets)):

@@ -5,11 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+STEPS=4
+started=$SECONDS
+n=0
+# Numbered steps with the time so far, so a cold first run (a minute or more) shows where it is.
+step() { n=$((n + 1)); printf '\033[1m==> [%d/%d +%ds] %s\033[0m\n' "$n" "$STEPS" "$((SECONDS - started))" "$*"; }
 
+step "checking Java 17+ and Maven"
 if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    step "installing Java 17 and Maven (apt)"
+    echo "    installing Java 17 and Maven (apt) ..."
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless maven >/dev/null
   else
@@ -28,9 +33,14 @@ if [ ! -f "$stamp" ]; then
   step "creating .venv and installing threadlink with its test tools (pip)"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[test]'
+  # setuptools prints a boxed warning on every editable install ("Editable installation ...
+  # folders with the same name"); it says nothing about this project. Only that one is filtered.
+  PYTHONWARNINGS="ignore:Editable installation:UserWarning" .venv/bin/pip install -q --progress-bar on -e '.[test]'
   rm -f .venv/.installed-* && touch "$stamp"
+else
+  step "the virtualenv .venv is up to date"
 fi
 
 step "fetching Apache Kafka with Maven (cached in ~/.m2 after the first run)"
 .venv/bin/python deploy/kafka/local_kafka.py fetch
+step "ready in $((SECONDS - started))s: the CLI is .venv/bin/threadlink (or \`source .venv/bin/activate\` for a bare threadlink)"

@@ -12,7 +12,7 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.topics import STREAM_PARTITIONS
-from streams import agents
+from streams import agents, faust_fixes
 from streams import tables as table_defs
 from streams import topics as topic_defs
 from streams.flows.link import LinkFlow
@@ -37,6 +37,7 @@ def create_app(settings: Settings) -> StreamsContext:
     streams = settings.streams
     datadir = Path(streams.state_dir) / streams.app_id
     datadir.mkdir(parents=True, exist_ok=True)
+    faust_fixes.install()
     app = faust.App(
         streams.app_id,
         broker=[f"kafka://{server}" for server in kafka.bootstrap_servers.split(",")],

@@ -5,8 +5,12 @@ threadlink connectors run           webhook sources, pollers and sinks of the co
 threadlink streams run              the Faust stream processors
 threadlink topics apply | list      create/update the topics of the catalog
 threadlink config check             validate the config, print it with secrets masked
+threadlink dlq list | replay        what could not be processed; send it back once fixed
 threadlink dev kafka up|down|status local Apache Kafka for development and tests
 threadlink schemas export | check   JSON Schema + AsyncAPI files of the contract
+
+`--config FILE` and `--verbose` go before or after the subcommand; `threadlink COMMAND --help`
+says what each one does.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from kafka.errors import KafkaError
 
@@ -162,66 +167,186 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sandbox_post(args: argparse.Namespace) -> int:
+    from sandbox.post import post
+    from threadlink.launcher import RUN_DIR
+
+    return post(RUN_DIR / "sandbox", args.text, channel=args.channel, thread_ts=args.thread)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from threadlink.launcher import run_all
 
     return run_all(config=args.config, once=args.once, keep_kafka=args.keep_kafka)
 
 
+def _common_options() -> argparse.ArgumentParser:
+    """--config and --verbose, accepted before or after the subcommand (SUPPRESS: an option
+    given in one place is not reset by the other's default)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        "-c",
+        default=argparse.SUPPRESS,
+        help="config file (default: $THREADLINK_CONFIG, else ./threadlink.yaml if present)",
+    )
+    common.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
+    common = _common_options()
+    summary, _, commands = __doc__.partition("\n\n")
     parser = argparse.ArgumentParser(
         prog="threadlink",
-        description=__doc__.split("\n\n")[0],
+        description=summary,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__,
+        epilog="commands:\n" + commands,
+        parents=[common],
     )
-    parser.add_argument("--config", "-c", help="config file (default: $THREADLINK_CONFIG or ./threadlink.yaml)")
-    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run everything; with no config file, the sandbox demo")
+    def group(name: str, summary: str) -> Any:
+        return sub.add_parser(name, help=summary, description=summary).add_subparsers(
+            dest="action", required=True, metavar="ACTION"
+        )
+
+    def leaf(parent: Any, name: str, summary: str, description: str, func: Any) -> argparse.ArgumentParser:
+        command = parent.add_parser(
+            name,
+            help=summary,
+            description=f"{summary}.\n\n{description}",
+            parents=[common],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.set_defaults(func=func)
+        return command
+
+    run = leaf(
+        sub,
+        "run",
+        "run everything; with no config file, the sandbox demo",
+        "Starts a local Kafka broker when kafka.bootstrap_servers is unset, creates the topics, and runs\n"
+        "`connectors run` and `streams run` as child processes under one supervisor (Ctrl-C stops all).\n"
+        "With no config file it runs the sandbox demo: local stand-ins for Slack and Jira.",
+        cmd_run,
+    )
     run.add_argument("--once", action="store_true", help="stop after the demo shows its result")
     run.add_argument("--keep-kafka", action="store_true", help="leave a broker we started running on exit")
-    run.set_defaults(func=cmd_run)
 
-    connectors = sub.add_parser("connectors", help="connector runtime").add_subparsers(dest="action", required=True)
-    crun = connectors.add_parser("run", help="serve webhooks and run sinks and pollers")
+    connectors = group("connectors", "the connector runtime")
+    crun = leaf(
+        connectors,
+        "run",
+        "serve webhooks and run the sinks, pollers and stream sources",
+        "One HTTP server for every webhook route (/webhooks/<connector>/..., /metrics, /healthz), the\n"
+        "sinks of the commands topics, and the pollers (each on one replica) and stream sources.",
+        cmd_connectors_run,
+    )
     crun.add_argument("--only", help="comma-separated connector names (default: all configured)")
-    crun.add_argument("--no-sinks", action="store_true")
-    crun.add_argument("--no-webhooks", action="store_true")
-    crun.set_defaults(func=cmd_connectors_run)
+    crun.add_argument("--no-sinks", action="store_true", help="do not run the sinks (webhooks and pollers only)")
+    crun.add_argument("--no-webhooks", action="store_true", help="do not serve webhooks (sinks and pollers only)")
 
-    streams = sub.add_parser("streams", help="stream processors").add_subparsers(dest="action", required=True)
-    streams.add_parser("run", help="run a Faust worker").set_defaults(func=cmd_streams_run)
+    streams = group("streams", "the stream processors")
+    leaf(
+        streams,
+        "run",
+        "run a Faust worker",
+        "Runs the link flow; start several for more partitions in parallel (one consumer group).",
+        cmd_streams_run,
+    )
 
-    topics = sub.add_parser("topics", help="Kafka topics of the catalog").add_subparsers(dest="action", required=True)
-    topics.add_parser("apply", help="create or update them on the broker").set_defaults(func=cmd_topics_apply)
-    topics.add_parser("list", help="print the catalog").set_defaults(func=cmd_topics_list)
+    topics = group("topics", "the Kafka topics of the catalog")
+    leaf(
+        topics,
+        "apply",
+        "create or update the catalog's topics on the broker",
+        "Creates missing topics, adds partitions where the catalog has more, and applies the catalog's\n"
+        "configs (other settings are kept). Never deletes a topic and never shrinks one (Kafka cannot).\n"
+        "Waits until every broker lists every topic with its partition leaders.",
+        cmd_topics_apply,
+    )
+    leaf(
+        topics,
+        "list",
+        "print the catalog",
+        "Each topic's name, key, partitions, cleanup policy, retention and purpose. Needs no broker.",
+        cmd_topics_list,
+    )
 
-    config = sub.add_parser("config", help="the deployment config").add_subparsers(dest="action", required=True)
-    config.add_parser("check", help="validate and print it, secrets masked").set_defaults(func=cmd_config_check)
+    config = group("config", "the deployment config")
+    leaf(
+        config,
+        "check",
+        "validate the config and print it, secrets masked",
+        "Reports every problem at once, each with its location; then prints the effective config\n"
+        "(file, then THREADLINK_* environment overrides) with secrets masked.",
+        cmd_config_check,
+    )
 
-    dev = sub.add_parser("dev", help="development helpers").add_subparsers(dest="tool", required=True)
-    kafka = dev.add_parser("kafka", help="local Apache Kafka (KRaft) on 127.0.0.1")
-    kafka.add_argument("action", choices=["fetch", "up", "down", "status", "wipe"])
+    dev = sub.add_parser("dev", help="development helpers", description="development helpers").add_subparsers(
+        dest="tool", required=True, metavar="TOOL"
+    )
+    kafka = leaf(
+        dev,
+        "kafka",
+        "local Apache Kafka (KRaft) on 127.0.0.1",
+        "fetch: the jars (Maven); up/down/status: one broker on 9092, or --cluster for three;\n"
+        "wipe: stop and delete its data. Only what this script started is ever stopped.",
+        cmd_dev_kafka,
+    )
+    kafka.add_argument("action", choices=["fetch", "up", "down", "status", "wipe"], help="what to do (see above)")
     kafka.add_argument("--cluster", action="store_true", help="3 nodes, RF 3, min ISR 2, ports 19092-19094")
-    kafka.set_defaults(func=cmd_dev_kafka)
 
-    dlq = sub.add_parser("dlq", help="the dead-letter topic").add_subparsers(dest="action", required=True)
-    dlq.add_parser("list", help="what could not be processed, and why").set_defaults(func=cmd_dlq_list)
-    dlq_replay = dlq.add_parser("replay", help="send dead letters back to their topics (each once)")
+    dlq = group("dlq", "the dead-letter topic")
+    leaf(
+        dlq,
+        "list",
+        "what could not be processed, and why",
+        "One line per dead letter: its offset, when it failed, the consumer (sink.<name>, streams.link,\n"
+        "webhook.<name>), the kind of error, where it came from, and the reason.",
+        cmd_dlq_list,
+    )
+    dlq_replay = leaf(
+        dlq,
+        "replay",
+        "send dead letters back to their topics, each once",
+        "After fixing the cause. Progress is kept per --consumer filter, so each letter is replayed once;\n"
+        "sinks skip commands their ledger has done. Dead-lettered webhook requests are not replayed\n"
+        "(they came over HTTP): re-deliver them from the platform.",
+        cmd_dlq_replay,
+    )
     dlq_replay.add_argument("--consumer", help="only those of this consumer, e.g. sink.slack")
     dlq_replay.add_argument("--dry-run", action="store_true", help="list what would be replayed")
-    dlq_replay.set_defaults(func=cmd_dlq_replay)
 
-    schemas = sub.add_parser("schemas", help="exported contract files").add_subparsers(dest="action", required=True)
-    schemas.add_parser("export", help="rewrite schemas/json and schemas/asyncapi.yaml").set_defaults(func=cmd_schemas)
-    schemas.add_parser("check", help="fail if they drift from the models").set_defaults(func=cmd_schemas)
+    sandbox = group("sandbox", "the running sandbox demo (`make run`)")
+    post = leaf(
+        sandbox,
+        "post",
+        "post a message as a user in the sandbox Slack and show threadlink's answer",
+        "The stand-in signs and delivers the event as Slack does; mention DEMO-1 or OPS-7 to get a card.",
+        cmd_sandbox_post,
+    )
+    post.add_argument("text", help="the message, e.g. 'Is DEMO-1 fixed?'")
+    post.add_argument("--channel", help="channel id (default: the demo's channel)")
+    post.add_argument("--thread", help="reply in the thread of this ts")
+
+    schemas = group("schemas", "the exported contract files")
+    leaf(
+        schemas,
+        "export",
+        "rewrite schemas/json and schemas/asyncapi.yaml",
+        "After a model change; refuses a breaking change unless SCHEMA_VERSION's major is bumped.",
+        cmd_schemas,
+    )
+    leaf(schemas, "check", "fail if they drift from the models", "What CI runs.", cmd_schemas)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.config = getattr(args, "config", None)
+    args.verbose = getattr(args, "verbose", False)
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

@@ -59,6 +59,12 @@ class HttpSettings(BaseModel):
     public_url: str | None = Field(
         default=None, description="How platforms reach this server (for the webhook URLs `threadlink config` prints)."
     )
+    body_read_timeout_s: float = Field(
+        default=10.0, gt=0, description="A webhook body that has not fully arrived by then is cut off (408)."
+    )
+    max_concurrent_requests: int = Field(
+        default=256, ge=1, description="Webhook requests read at once; more wait (within the read timeout), then 503."
+    )
 
 
 class MentionPattern(BaseModel):

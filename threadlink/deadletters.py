@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any, TextIO
 
 from kafka import KafkaConsumer, TopicPartition
 from pydantic import TypeAdapter, ValidationError
 
+from connectors.runtime.deadletter import WEBHOOK_TOPIC_PREFIX
 from connectors.runtime.kafka import KafkaPublisher, read_to_end
 from schemas.deadletters import DeadLetter
 from schemas.envelope import Envelope
 from threadlink.config import Settings
+from threadlink.progress import Progress
 
 LETTER = TypeAdapter(Envelope[DeadLetter])
 REPLAY_HEADER = "threadlink-replay-of"
@@ -38,8 +41,27 @@ def list_dead_letters(settings: Settings) -> list[tuple[int, DeadLetter]]:
     return letters
 
 
+def _replayable(record: Any, consumer: str | None, report: ReplayReport) -> DeadLetter | None:
+    """The letter to send back, or None (counted as skipped): not a letter, another consumer's,
+    or a webhook request, which came over HTTP and has no topic to go back to."""
+    try:
+        letter = LETTER.validate_json(record.value).data
+    except ValidationError:
+        report.skipped += 1
+        return None
+    if (consumer and letter.consumer != consumer) or letter.topic.startswith(WEBHOOK_TOPIC_PREFIX):
+        report.skipped += 1
+        return None
+    return letter
+
+
 def replay(
-    settings: Settings, *, consumer: str | None = None, dry_run: bool = False, timeout_s: float = 30
+    settings: Settings,
+    *,
+    consumer: str | None = None,
+    dry_run: bool = False,
+    timeout_s: float = 30,
+    progress_out: TextIO | None = None,
 ) -> ReplayReport:
     """Send every dead letter not replayed before back to its topic (those of `consumer` only,
     if given). Progress is a consumer group per filter, so each letter is replayed once per
@@ -63,28 +85,26 @@ def replay(
         ]
         reader.assign(partitions)
         end = reader.end_offsets(partitions)
+        remaining = sum(end[tp] - reader.position(tp) for tp in partitions)
         deadline = time.monotonic() + timeout_s
-        while any(reader.position(tp) < end[tp] for tp in partitions) and time.monotonic() < deadline:
-            for records in reader.poll(timeout_ms=500).values():
-                for record in records:
-                    try:
-                        letter = LETTER.validate_json(record.value).data
-                    except ValidationError:
-                        report.skipped += 1
-                        continue
-                    if consumer and letter.consumer != consumer:
-                        report.skipped += 1
-                        continue
-                    if publisher is not None:
-                        asyncio.run(
-                            publisher.publish_raw(
-                                letter.topic,
-                                letter.key,
-                                letter.original_value(),
-                                [(REPLAY_HEADER, f"{letter.topic}:{letter.partition}:{letter.offset}".encode())],
+        with Progress("dead letters read", total=remaining, out=progress_out) as progress:
+            while any(reader.position(tp) < end[tp] for tp in partitions) and time.monotonic() < deadline:
+                for records in reader.poll(timeout_ms=500).values():
+                    progress.advance(len(records))
+                    for record in records:
+                        letter = _replayable(record, consumer, report)
+                        if letter is None:
+                            continue
+                        if publisher is not None:
+                            asyncio.run(
+                                publisher.publish_raw(
+                                    letter.topic,
+                                    letter.key,
+                                    letter.original_value(),
+                                    [(REPLAY_HEADER, f"{letter.topic}:{letter.partition}:{letter.offset}".encode())],
+                                )
                             )
-                        )
-                    report.replayed.append(letter)
+                        report.replayed.append(letter)
         report.complete = all(reader.position(tp) >= end[tp] for tp in partitions)
         if publisher is not None:
             reader.commit()

@@ -141,10 +141,13 @@ def ensure_kafka(settings: Settings) -> tuple[Settings, object | None]:
             else "starting a local Apache Kafka (KRaft) on 127.0.0.1:9092"
         )
     )
-    try:
-        servers = kafka.up(quiet=True)
-    except module.LocalKafkaError as exc:
-        raise SystemExit(f"threadlink: {exc}") from None
+    if already:  # perhaps another checkout's: use it as it is, never start or stop it
+        servers = module.bootstrap_servers("single")
+    else:
+        try:
+            servers = kafka.up(quiet=True)
+        except module.LocalKafkaError as exc:
+            raise SystemExit(f"threadlink: {exc}") from None
     updated = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"bootstrap_servers": servers})})
     return updated, (None if already else kafka)
 

@@ -13,9 +13,11 @@ migrate instead.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewPartitions, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.protocol.metadata import MetadataRequest
 
 from schemas.topics import TopicSpec, catalog
 from threadlink.config import Settings
@@ -111,6 +113,7 @@ def apply_topics(settings: Settings, *, timeout_s: float = 60) -> list[str]:
                 else:
                     report.append(f"ok       {s.name}")
         _wait_for_leaders(admin, expected, timeout_s)
+        _wait_for_group_coordinators(admin, group_ids(settings), min(timeout_s, 20))
     except KafkaError as exc:
         raise RuntimeError(f"Kafka at {servers} refused the topic changes: {exc}") from exc
     finally:
@@ -119,17 +122,61 @@ def apply_topics(settings: Settings, *, timeout_s: float = 60) -> list[str]:
 
 
 def _wait_for_leaders(admin: KafkaAdminClient, partitions: dict[str, int], timeout_s: float) -> None:
-    """New topics and partitions take a moment to get leaders; producing before that fails."""
+    """New topics and partitions take a moment to get leaders, and a moment more to reach every
+    broker's metadata cache: each broker answers metadata from its own. Waiting until every
+    broker lists them all with leaders means a client that asks any broker right after (a
+    producer, a consumer group's leader, `describe_topics`) sees them."""
     deadline = time.monotonic() + timeout_s
+    brokers = [b["broker_id"] for b in admin.describe_cluster()["brokers"] if not b.get("is_fenced")]
     while True:
-        topics = admin.describe_topics(sorted(partitions))
-        if all(
-            t.get("error_code", 0) == 0
-            and len(t["partitions"]) >= partitions[t["name"]]
-            and all(p["leader_id"] >= 0 for p in t["partitions"])
-            for t in topics
-        ):
+        if all(_has_leaders(_metadata_of(admin, node, sorted(partitions))["topics"], partitions) for node in brokers):
             return
         if time.monotonic() > deadline:
             raise RuntimeError("topics were created but have no partition leaders yet; is the cluster healthy?")
         time.sleep(0.2)
+
+
+def group_ids(settings: Settings) -> list[str]:
+    """The consumer groups a deployment's processes join."""
+    ns = settings.kafka.namespace
+    sinks = [f"{ns}.sink.{name}" for name, entry in settings.connectors.items() if entry.enabled]
+    return [*sinks, f"{ns}.connectors.pollers", settings.streams.app_id]
+
+
+def _wait_for_group_coordinators(admin: KafkaAdminClient, groups: list[str], timeout_s: float) -> None:
+    """A fresh broker creates __consumer_offsets on the first group lookup and then loads its
+    partitions: until then every join and heartbeat gets NOT_COORDINATOR (a dozen warnings at
+    each first start). Asking for the deployment's groups here waits that out before any process
+    joins. Best effort: clients retry on their own, so a slow cluster only delays this."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            answers = admin.describe_groups(groups)
+        except KafkaError:
+            answers = None
+        if answers is not None and all(
+            not a.get("error") or "GroupIdNotFound" in str(a["error"]) for a in answers.values()
+        ):
+            return
+        time.sleep(0.2)
+
+
+def _has_leaders(topics: list[dict[str, Any]], partitions: dict[str, int]) -> bool:
+    return len(topics) == len(partitions) and all(
+        t.get("error_code", 0) == 0
+        and len(t["partitions"]) >= partitions[t["name"]]
+        and all(p["leader_id"] >= 0 for p in t["partitions"])
+        for t in topics
+    )
+
+
+def _metadata_of(admin: KafkaAdminClient, node_id: int, topics: list[str]) -> dict[str, Any]:
+    """One broker's own view (the admin client's describe_topics asks whichever is least loaded)."""
+    request = MetadataRequest(
+        topics=[MetadataRequest.MetadataRequestTopic(name=t) for t in topics], allow_auto_topic_creation=False
+    )
+
+    async def ask() -> dict[str, Any]:
+        return (await admin._manager.send(request, node_id=node_id)).to_dict()  # kafka-python 3 internals
+
+    return admin._manager.run(ask)  # type: ignore[no-any-return]

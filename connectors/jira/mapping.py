@@ -11,6 +11,7 @@ from typing import Any
 
 from connectors.errors import SkippableError
 from connectors.jira.config import JiraConfig
+from connectors.runtime.payloads import epoch_time
 from schemas.records import RecordComment, RecordRef, TicketRecord, version_of
 from schemas.social import ThreadRef
 from schemas.visibility import Visibility, narrowest
@@ -25,7 +26,7 @@ BACKLINK_PROPERTY = "threadlink"
 def parse_jira_time(value: Any) -> datetime | None:
     """Jira writes `2024-01-17T12:34:00.000+0000`; webhooks carry epoch milliseconds."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
+        return epoch_time(value, what="jira timestamp", unit_s=0.001)  # 1e300 or NaN: a 400, not an OverflowError
     if not isinstance(value, str) or not value:
         return None
     try:

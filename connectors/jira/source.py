@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +28,7 @@ from connectors.jira.mapping import (
     project_of_key,
     ticket_from_issue,
 )
+from connectors.runtime.payloads import parse_json_object
 from schemas import events
 from schemas.envelope import Envelope
 from schemas.records import RecordComment, RecordEvent, RecordMissing, RecordRef, version_of
@@ -79,7 +79,7 @@ class JiraWebhookSource(WebhookSource):
             raise Unauthorized(problem)
 
     async def handle(self, request: WebhookRequest) -> WebhookResponse:
-        payload = _json_object(request.body)
+        payload = parse_json_object(request.body, what="jira webhook body")
         event = payload.get("webhookEvent")
         if not isinstance(event, str) or not event:
             raise SkippableError("jira webhook without webhookEvent")
@@ -92,8 +92,8 @@ class JiraWebhookSource(WebhookSource):
             envelope, topic = self._comment_created(payload, event, request), self.ctx.topics.record_comments
         else:
             # Jira sends what the webhook subscribes to; the rest is acknowledged so it is not retried.
-            return WebhookResponse(json={"ignored": event})
-        # Awaited before answering: a 200 means the broker has it; an exception answers 500
+            return WebhookResponse(json={"ignored": event}, outcome="ignored")
+        # Awaited before answering: a 200 means the broker has it; a PublishError answers 503
         # and Jira delivers again (with the same identifier, hence the same envelope id).
         await self.ctx.publisher.publish(topic, envelope.data.ref.id, envelope)
         return WebhookResponse(json={"published": envelope.id})
@@ -162,13 +162,3 @@ class JiraWebhookSource(WebhookSource):
         if isinstance(comment, Mapping) and comment.get("id") is not None:
             parts.append(str(comment["id"]))
         return ":".join(parts)
-
-
-def _json_object(body: bytes) -> dict[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SkippableError("jira webhook body is not JSON") from exc
-    if not isinstance(payload, dict):
-        raise SkippableError("jira webhook body is not a JSON object")
-    return payload

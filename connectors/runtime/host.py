@@ -1,22 +1,24 @@
 """Hosts the configured connectors in one process: their webhook sources on one HTTP server,
-their pollers, and their sinks. `threadlink connectors run` starts it."""
+their pollers (one consumer-group member for all of them), their stream sources, and their
+sinks. `threadlink connectors run` starts it."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from connectors.base import ConnectorContext, ConnectorParts, PollingSource
-from connectors.errors import RetriableError
+from connectors.base import ConnectorContext, ConnectorParts
 from connectors.registry import plugin_for
+from connectors.runtime.batching import BatchedPublisher
 from connectors.runtime.kafka import KafkaPublisher
+from connectors.runtime.pollers import PollerGroup
 from connectors.runtime.sinks import SinkRunner
-from connectors.runtime.webhooks import build_app, webhook_path
+from connectors.runtime.streaming import StreamRunner
+from connectors.runtime.webhooks import DeadLetters, HttpLimits, build_app, webhook_path
 from threadlink.config import Settings, connector_config
 
 log = logging.getLogger(__name__)
@@ -42,12 +44,15 @@ class ConnectorHost:
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[SinkRunner] = []
         self._site_runner: web.AppRunner | None = None
+        self._pollers: PollerGroup | None = None
+        self._streams: list[asyncio.Task[None]] = []
+        """Run until cancelled (they reconnect on their own), so not among `_tasks`."""
         for name, entry in self.settings.connectors.items():
             if not entry.enabled or (self.only and name not in self.only):
                 continue
             plugin = plugin_for(entry.type or name)
             assert plugin is not None  # load_settings validated the type
-            context = ConnectorContext(name=name, topics=kafka.topics, publisher=self.publisher)
+            context = ConnectorContext(name=name, topics=kafka.topics, publisher=self.publisher.labelled(name))
             self.parts[name] = plugin.build(connector_config(self.settings, name), context)
 
     async def start(self) -> None:
@@ -64,16 +69,29 @@ class ConnectorHost:
                     parts.sink,
                     bootstrap_servers=kafka.bootstrap_servers or "",
                     topics=kafka.topics,
-                    publisher=self.publisher,
+                    publisher=self.publisher.labelled(name),
                     client_id=f"{kafka.client_id}-sink-{name}",
                 )
                 await runner.start()
                 self._runners.append(runner)
                 self._tasks.append(asyncio.create_task(runner.run(), name=f"sink-{name}"))
+        pollers = [(name, poller) for name, parts in self.parts.items() for poller in parts.pollers]
+        if pollers:
+            self._pollers = PollerGroup(
+                kafka.bootstrap_servers or "", kafka.topics, pollers, client_id=f"{kafka.client_id}-pollers"
+            )
+            await self._pollers.start()
+            self._tasks.append(asyncio.create_task(self._pollers.run(), name="pollers"))
         for name, parts in self.parts.items():
-            for poller in parts.pollers:
-                self._tasks.append(asyncio.create_task(self._poll_forever(name, poller), name=f"poll-{name}"))
-        app = build_app(sources)
+            for stream in parts.streams:
+                streamer = StreamRunner(name, stream, BatchedPublisher(self.publisher, connector=name))
+                self._streams.append(asyncio.create_task(streamer.run(), name=f"stream-{name}/{stream.name}"))
+        http = self.settings.http
+        app = build_app(
+            sources,
+            dead_letters=DeadLetters(self.publisher, kafka.topics),
+            limits=HttpLimits(read_timeout_s=http.body_read_timeout_s, max_concurrent=http.max_concurrent_requests),
+        )
         self._site_runner = web.AppRunner(app, access_log=None)
         await self._site_runner.setup()
         site = web.TCPSite(self._site_runner, self.settings.http.host, self.settings.http.port)
@@ -82,7 +100,9 @@ class ConnectorHost:
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.settings.http.port
         for name, source in sources:
-            log.info("webhook %s: http://%s:%s%s", name, self.settings.http.host, self.port, webhook_path(name, source))
+            for route in source.routes:
+                url = f"http://{http.host}:{self.port}{webhook_path(name, route)}"
+                log.info("webhook %s: %s %s", name, route.method, url)
         log.info(
             "connectors running: %s (metrics on http://%s:%s/metrics)",
             ", ".join(self.parts) or "none",
@@ -90,26 +110,17 @@ class ConnectorHost:
             self.port,
         )
 
-    async def _poll_forever(self, name: str, poller: PollingSource) -> None:
-        delay = poller.interval_s
-        while not self._stop.is_set():
-            try:
-                await poller.poll()
-                delay = poller.interval_s
-            except RetriableError as exc:
-                delay = min(delay * 2, 300)
-                log.warning("poller %s: %s; next try in %.0fs", name, exc, delay)
-            except Exception:
-                log.exception("poller %s failed", name)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
-
     async def stop(self) -> None:
         self._stop.set()
         if self._site_runner is not None:
             await self._site_runner.cleanup()
         for runner in self._runners:
             runner.stop()
+        if self._pollers is not None:
+            self._pollers.stop()
+        for stream in self._streams:
+            stream.cancel()  # each flushes what it emitted before it ends
+        await asyncio.gather(*self._streams, return_exceptions=True)
         if self._tasks:
             _, late = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S)
             for task in late:  # a sink deep in retries: its offsets are not committed, nothing is lost

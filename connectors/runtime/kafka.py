@@ -4,15 +4,17 @@ asyncio code can await, and reading a compacted topic to its end."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import logging
 import time
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, MessageSizeTooLargeError
 
-from connectors.errors import RetriableError
+from connectors.errors import RetriableError, SkippableError
+from connectors.runtime.limits import MAX_RECORD_BYTES
 from connectors.runtime.metrics import EVENTS_PUBLISHED, PUBLISH_SECONDS
 from schemas.envelope import Envelope
 
@@ -24,11 +26,29 @@ class PublishError(RetriableError):
     Retriable: leader elections and brief outages heal."""
 
 
+class EventTooLarge(SkippableError):
+    """An event larger than the broker accepts for one record: retrying can never help."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=413)
+
+
+def record_size(value: bytes, headers: list[tuple[str, bytes]], key: bytes | None = None) -> int:
+    return len(value) + len(key or b"") + sum(len(name) + len(data) for name, data in headers)
+
+
+def check_record_size(topic: str, value: bytes, headers: list[tuple[str, bytes]], key: bytes | None = None) -> None:
+    size = record_size(value, headers, key)
+    if size > MAX_RECORD_BYTES:
+        raise EventTooLarge(f"an event for {topic} is {size} bytes; the broker takes at most {MAX_RECORD_BYTES}")
+
+
 class KafkaPublisher:
     """Implements connectors.base.Publisher.
 
     acks=all + idempotence: an awaited publish is on every in-sync replica, and the
-    producer's own retries never duplicate it.
+    producer's own retries never duplicate it. One producer per process; `labelled(name)`
+    gives each connector a view of it that counts under the connector's name.
     """
 
     def __init__(self, bootstrap_servers: str, *, client_id: str, connector: str = "runtime") -> None:
@@ -43,7 +63,24 @@ class KafkaPublisher:
             delivery_timeout_ms=60_000,
             request_timeout_ms=15_000,
             max_block_ms=5_000,
+            # Records up to the limit the HTTP layer enforces (limits.py), plus batch overhead.
+            max_request_size=MAX_RECORD_BYTES + 16 * 1024,
         )
+
+    @property
+    def connector(self) -> str:
+        return self._connector
+
+    @property
+    def producer(self) -> KafkaProducer:
+        """The shared producer (thread-safe), for the batched publisher of stream sources."""
+        return self._producer
+
+    def labelled(self, connector: str) -> KafkaPublisher:
+        """The same producer, with metrics under `connector`. Close only the original."""
+        view = copy.copy(self)
+        view._connector = connector
+        return view
 
     async def publish(self, topic: str, key: str, envelope: Envelope[Any]) -> None:
         await self.publish_raw(topic, key, envelope.to_bytes(), envelope.kafka_headers())
@@ -60,11 +97,14 @@ class KafkaPublisher:
             loop.call_soon_threadsafe(_settle, done, exc)
 
         encoded_key = key.encode() if key is not None else None
+        check_record_size(topic, value, headers, encoded_key)
         try:
             # send() can block on metadata or a full buffer (up to max_block_ms): never on the loop.
             future = await loop.run_in_executor(
                 None, functools.partial(self._producer.send, topic, key=encoded_key, value=value, headers=headers)
             )
+        except MessageSizeTooLargeError as exc:
+            raise EventTooLarge(f"an event for {topic} is too large: {exc}") from exc
         except KafkaError as exc:
             raise PublishError(f"cannot send to {topic}: {exc}") from exc
         future.add_callback(on_success)

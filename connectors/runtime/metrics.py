@@ -5,7 +5,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 WEBHOOK_REQUESTS = Counter(
     "threadlink_connector_webhook_requests_total",
-    "Webhook requests by outcome (accepted, duplicate, unauthorized, bad_request, error).",
+    "Webhook requests by outcome (accepted, duplicate, ignored, refused, unauthorized, bad_request, too_large, "
+    "timeout, overloaded, unavailable, dead_lettered, client_gone).",
     ["connector", "outcome"],
 )
 EVENTS_PUBLISHED = Counter(
@@ -41,3 +42,18 @@ END_TO_END_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
 LEDGER_SIZE = Gauge("threadlink_sink_ledger_entries", "Done commands the sink remembers.", ["connector"])
+POLLS = Counter(
+    "threadlink_connector_polls_total",
+    "Polls of polling sources, by outcome (done, retried, failed).",
+    ["connector", "outcome"],
+)
+STREAM_BATCHES = Counter(
+    "threadlink_connector_stream_batches_total",
+    "Batches the batched publisher of stream sources flushed.",
+    ["connector"],
+)
+STREAM_RECONNECTS = Counter(
+    "threadlink_connector_stream_reconnects_total",
+    "Reconnects of stream sources after a lost connection.",
+    ["connector"],
+)

@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from connectors.errors import SkippableError
+from connectors.runtime.payloads import epoch_time
 from schemas import events
 from schemas.envelope import Envelope
 from schemas.social import Author, SocialMessage, ThreadRef
@@ -159,6 +160,7 @@ def social_message(
     ts = _str(message.get("ts"))
     if channel is None or ts is None:
         raise SkippableError(f"slack message event ({subtype or 'plain'}) without channel or ts")
+    epoch_time(ts, what="slack message ts")  # an id, but also a time: 1e300 or NaN is no message of Slack's
     thread = ThreadRef(
         platform=platform,
         workspace=team_id,
@@ -180,13 +182,14 @@ def social_message(
 
 
 def occurred_at(payload: dict[str, Any]) -> datetime | None:
-    """When Slack says it happened: `event_time` (epoch seconds), else the event's `event_ts`."""
-    for value in (payload.get("event_time"), _dict(payload.get("event")).get("event_ts")):
-        if isinstance(value, int | float | str) and not isinstance(value, bool):
-            try:
-                return datetime.fromtimestamp(float(value), UTC)
-            except (ValueError, OverflowError, OSError):
-                continue
+    """When Slack says it happened: `event_time` (epoch seconds), else the event's `event_ts`.
+    A time that is there but out of range (1e300, NaN) is InvalidPayload: a 400."""
+    for name, value in (
+        ("event_time", payload.get("event_time")),
+        ("event_ts", _dict(payload.get("event")).get("event_ts")),
+    ):
+        if value is not None:
+            return epoch_time(value, what=f"slack {name}")
     return None
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -22,6 +21,7 @@ from collections.abc import Callable, Mapping
 from connectors.base import ConnectorContext, Unauthorized, WebhookRequest, WebhookResponse, WebhookSource, header_value
 from connectors.errors import SkippableError
 from connectors.runtime.dedup import RecentIds
+from connectors.runtime.payloads import parse_json_object
 from connectors.slack.client import SlackClient
 from connectors.slack.config import SlackConfig
 from connectors.slack.mapping import SlackIdentity, envelope_for
@@ -122,27 +122,22 @@ class SlackEventsSource(WebhookSource):
         )
 
     async def handle(self, request: WebhookRequest) -> WebhookResponse:
-        try:
-            payload = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError):
-            raise SkippableError("slack events: the body is not JSON") from None
-        if not isinstance(payload, dict):
-            raise SkippableError("slack events: the body is not a JSON object")
+        payload = parse_json_object(request.body, what="slack events body")
         kind = payload.get("type")
         if kind == "url_verification":
             challenge = payload.get("challenge")
             if not isinstance(challenge, str):
                 raise SkippableError("slack url_verification without a challenge")
-            return WebhookResponse(json={"challenge": challenge})
+            return WebhookResponse(json={"challenge": challenge}, outcome="ignored")
         if kind == "app_rate_limited":
             # Slack tells us it is dropping our events for a minute; nothing to publish.
             log.warning("slack says events for app %s are being rate limited", payload.get("api_app_id"))
-            return WebhookResponse()
+            return WebhookResponse(outcome="ignored")
         if kind != "event_callback":
             # Acknowledged, not refused: Slack retries non-2xx answers and turns off the
             # subscriptions of apps that fail too often. A type we do not know is not an error.
             log.info("slack events: ignoring envelope type %r", str(kind)[:40])
-            return WebhookResponse()
+            return WebhookResponse(outcome="ignored")
 
         event_id = payload.get("event_id")
         if not isinstance(event_id, str) or not event_id:
@@ -150,16 +145,16 @@ class SlackEventsSource(WebhookSource):
         retry = header_value(request.headers, RETRY_NUM_HEADER)
         if self._recent.seen(event_id):
             log.debug("slack event %s redelivered (retry %s): already published", event_id, retry)
-            return WebhookResponse()
+            return WebhookResponse(outcome="duplicate")
         pending = self._in_flight.get(event_id)
         if pending is not None:
-            # Raises if that publish fails: then this answer is a 500 too, and Slack retries.
+            # Raises if that publish fails: then this answer is a 503 too, and Slack retries.
             await asyncio.shield(pending)
-            return WebhookResponse()
+            return WebhookResponse(outcome="duplicate")
 
         envelope = envelope_for(payload, platform=self._ctx.name, identity=self._identity)
         if envelope is None:
-            return WebhookResponse()  # acknowledged, nothing threadlink acts on
+            return WebhookResponse(outcome="ignored")  # acknowledged, nothing threadlink acts on
         publish = asyncio.ensure_future(self._publish(event_id, envelope))
         self._in_flight[event_id] = publish
         try:
@@ -179,5 +174,5 @@ class SlackEventsSource(WebhookSource):
 
     async def _publish(self, event_id: str, envelope: Envelope[SocialMessage]) -> None:
         await self._ctx.publisher.publish(self._ctx.topics.social_events, envelope.data.thread.id, envelope)
-        # Only now: an event whose publish failed is answered 500 and published on Slack's retry.
+        # Only now: an event whose publish failed is answered 503 and published on Slack's retry.
         self._recent.remember(event_id)

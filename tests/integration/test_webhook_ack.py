@@ -1,5 +1,5 @@
 """A webhook is answered 2xx only after the broker acknowledged its event: when Kafka cannot
-take it, the platform gets a 5xx and redelivers, and the redelivery lands exactly once."""
+take it, the platform gets a 503 and redelivers, and the redelivery lands exactly once."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestServer
 
 from connectors.base import ConnectorContext
 from connectors.runtime.kafka import KafkaPublisher
-from connectors.runtime.webhooks import build_app
+from connectors.runtime.webhooks import DeadLetters, build_app
 from connectors.slack.config import SlackConfig
 from connectors.slack.mapping import SlackIdentity
 from connectors.slack.source import SlackEventsSource, signed_headers
@@ -39,7 +39,7 @@ async def test_no_2xx_before_the_broker_has_the_event(kafka_bootstrap: str, name
     )
     identity = SlackIdentity(bot_user_id="U0BOT", bot_id="B0BOT", workspace_url="https://acme.slack.com/")
     source = SlackEventsSource(config, ConnectorContext("slack", topics, publisher), identity)
-    server = TestServer(build_app([("slack", source)]), host="127.0.0.1")
+    server = TestServer(build_app([("slack", source)], dead_letters=DeadLetters(publisher, topics)), host="127.0.0.1")
     await server.start_server()
     payload = {
         "type": "event_callback",
@@ -62,7 +62,8 @@ async def test_no_2xx_before_the_broker_has_the_event(kafka_bootstrap: str, name
         async with httpx.AsyncClient(timeout=30) as client:
             # The topic does not exist yet (the broker does not create topics on its own).
             first = await client.post(url, content=body, headers=signed_headers(SECRET, body))
-            assert first.status_code == 500
+            assert first.status_code == 503
+            assert first.headers["Retry-After"]
             apply_topics(settings)
             retry_headers = signed_headers(SECRET, body) | {
                 "X-Slack-Retry-Num": "1",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors.runtime.kafka import PublishError
 from schemas.envelope import Envelope
 
 
@@ -20,7 +21,8 @@ class Published:
 @dataclass
 class RecordingPublisher:
     """Records instead of sending. With `fail_with` set, publishes raise it: the next
-    `fail_times` ones, or every one while `fail_times` is None (a broker that is away)."""
+    `fail_times` ones, or every one while `fail_times` is None. Without `fail_with` they raise
+    what the real publisher raises when the broker is away: `PublishError`."""
 
     published: list[Published] = field(default_factory=list)
     fail_with: Exception | None = None
@@ -34,7 +36,7 @@ class RecordingPublisher:
             self.fail_times -= 1
             failing = True
         if failing:
-            raise self.fail_with or ConnectionError("broker unavailable")
+            raise self.fail_with or PublishError("broker did not acknowledge")
         envelope.to_bytes()  # what goes on the wire must serialise: a model that cannot is a bug here
         self.published.append(Published(topic, key, envelope))
 

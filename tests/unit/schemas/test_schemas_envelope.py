@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ValidationError
 
 from schemas import events
+from schemas.checkpoints import Checkpoint
 from schemas.commands import (
     AddComment,
     Command,
@@ -191,6 +192,13 @@ def example_events() -> list[Envelope[Any]]:
             events.LEDGER_DONE,
         ),
         *(wrap(Command, command, events.COMMAND.format(kind=command.kind)) for command in command_examples()),
+        wrap(
+            Checkpoint,
+            Checkpoint(
+                connector="jira", source="updated-issues", cursor={"updated": "2024-01-17T12:34:00Z"}, updated_at=AT
+            ),
+            events.CHECKPOINT,
+        ),
     ]
 
 

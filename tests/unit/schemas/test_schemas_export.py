@@ -52,6 +52,7 @@ def test_checked_in_files_match_the_models() -> None:
 
 def test_one_schema_per_value_model_with_readable_names() -> None:
     assert sorted(json_schemas()) == [
+        "checkpoint.envelope.schema.json",
         "command.envelope.schema.json",
         "dead-letter.envelope.schema.json",
         "ledger-entry.envelope.schema.json",
@@ -92,7 +93,7 @@ def test_a_new_topic_model_gets_a_file_of_its_own() -> None:
 
     assert "reaction.envelope.schema.json" in names
     assert "reaction.schema.json" in names
-    assert len(names) == 11
+    assert len(names) == 12
 
 
 # -- (e) the AsyncAPI document ------------------------------------------------------------------

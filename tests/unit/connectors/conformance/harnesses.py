@@ -32,6 +32,7 @@ class SlackHarness(ConnectorHarness):
 
     kind: ClassVar[str] = "slack"
     signature_headers = ("X-Slack-Signature", "X-Slack-Request-Timestamp")
+    time_fields = ("event_time",)
 
     SIGNING_SECRET = "conformance-signing-secret"
     BOT_TOKEN = "xoxb-conformance-token-not-real"
@@ -128,6 +129,7 @@ class JiraHarness(ConnectorHarness):
 
     kind: ClassVar[str] = "jira"
     signature_headers = ("X-Hub-Signature",)
+    time_fields = ("timestamp",)
 
     EMAIL = "conformance-bot@example.com"
     API_TOKEN = "jira-conformance-token-not-real"

@@ -13,6 +13,7 @@ from connectors.errors import SkippableError
 from connectors.jira.config import JiraConfig
 from connectors.jira.mapping import backlink_property
 from connectors.jira.source import JiraWebhookSource, sign_payload, signature_problem
+from connectors.runtime.kafka import PublishError
 from sandbox.contracts.jira import JiraContract
 from sandbox.jira_api import FakeJira
 from schemas import events
@@ -295,8 +296,8 @@ async def test_malformed_payload_is_skippable(
 async def test_a_broker_failure_propagates_so_jira_retries(
     source: JiraWebhookSource, publisher: Any, secret: str
 ) -> None:
-    publisher.fail_with = ConnectionError("broker away")
-    with pytest.raises(ConnectionError):
+    publisher.fail_with = PublishError("broker away")
+    with pytest.raises(PublishError):  # the runtime answers 503: Jira retries
         await source.handle(signed(json.dumps(issue_payload()).encode(), secret))
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from connectors.base import ConnectorContext
 from connectors.errors import SkippableError
+from connectors.runtime.kafka import PublishError
 from connectors.slack.mapping import SlackIdentity
 from connectors.slack.source import SlackEventsSource
 from schemas.social import SocialMessage
@@ -263,7 +264,7 @@ async def test_a_failed_publish_is_not_remembered_so_the_retry_publishes(
 ) -> None:
     payload = event_payload(user_message(), event_id="Ev9")
     publisher.fail_times = 1
-    with pytest.raises(ConnectionError):  # the runtime answers 500: Slack retries
+    with pytest.raises(PublishError):  # the runtime answers 503: Slack retries
         await deliver(source, payload)
     assert publisher.published == []
     await deliver(source, payload, **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_error"})

@@ -114,7 +114,7 @@ async def test_a_failed_publish_is_retried_by_slack(connect: Connect, publisher:
     publisher.fail_times = 1  # the broker is away for the first delivery
     await fake.post_user_message(CHANNEL, "PROJ-1?")
 
-    assert [(d.retry_num, d.status, d.reason) for d in fake.deliveries] == [(0, 500, "http_error"), (1, 200, None)]
+    assert [(d.retry_num, d.status, d.reason) for d in fake.deliveries] == [(0, 503, "http_error"), (1, 200, None)]
     assert len(publisher.published) == 1
     fake.assert_no_violations()
 

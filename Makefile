@@ -31,6 +31,11 @@ bench: setup
 schemas: setup
 	.venv/bin/threadlink schemas export
 
+# About 6 minutes (at most 12); writes bench/results.md and bench/results.json.
+# make bench SIZES=10000,100000,1000000 LABEL=before
+bench: setup
+	.venv/bin/python -m bench $(if $(SIZES),--sizes $(SIZES)) $(if $(LABEL),--label $(LABEL)) $(BENCH_ARGS)
+
 clean:
 	python3 deploy/kafka/local_kafka.py wipe || true
 	rm -rf .run

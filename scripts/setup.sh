@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up on a fresh machine: Java + Maven (apt, if missing), the virtualenv with
-# threadlink and its test tools (pip), and Apache Kafka's jars (Maven Central).
+# threadlink and its test and bench tools (pip), and Apache Kafka's jars (Maven Central).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,12 +30,12 @@ fi
 
 stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
 if [ ! -f "$stamp" ]; then
-  step "creating .venv and installing threadlink with its test tools (pip)"
+  step "creating .venv and installing threadlink with its test and bench tools (pip)"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
   .venv/bin/pip install -q --upgrade pip
   # setuptools prints a boxed warning on every editable install ("Editable installation ...
   # folders with the same name"); it says nothing about this project. Only that one is filtered.
-  PYTHONWARNINGS="ignore:Editable installation:UserWarning" .venv/bin/pip install -q --progress-bar on -e '.[test]'
+  PYTHONWARNINGS="ignore:Editable installation:UserWarning" .venv/bin/pip install -q --progress-bar on -e '.[test,bench]'
   rm -f .venv/.installed-* && touch "$stamp"
 else
   step "the virtualenv .venv is up to date"

@@ -58,6 +58,19 @@ class ChildProcesses:
                 tail = (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()[-20:]
                 raise RuntimeError(f"{name} exited with {proc.returncode}; last log lines:\n" + "\n".join(tail))
 
+    def stop_one(self, name: str, timeout_s: float = 30) -> None:
+        """Stop one child as a supervisor would (SIGTERM, then SIGKILL), and forget it."""
+        proc = self.procs.pop(name)
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
     def stop(self, timeout_s: float = 30) -> None:
         self.config_file.unlink(missing_ok=True)  # it holds the secrets; the children have read it
         for proc in self.procs.values():

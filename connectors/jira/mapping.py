@@ -99,11 +99,29 @@ def adf_text(node: Any) -> str:
     return "".join(adf_text(child) for child in children)
 
 
+def is_account(user: Any, *, account_id: str | None, email: str | None) -> bool:
+    """Whether a Jira user object (a comment's author) is the given account: by its accountId, or
+    by its email where Jira shows it (its users' privacy settings may hide it)."""
+    if not isinstance(user, Mapping):
+        return False
+    if account_id and user.get("accountId") == account_id:
+        return True
+    address = user.get("emailAddress")
+    return bool(email and isinstance(address, str) and address.lower() == email.lower())
+
+
 def comment_from_webhook(
-    payload: Mapping[str, Any], *, system: str, project_visibility: Visibility = "internal"
+    payload: Mapping[str, Any],
+    *,
+    system: str,
+    project_visibility: Visibility = "internal",
+    own_account_id: str | None = None,
+    own_email: str | None = None,
 ) -> RecordComment:
     """A `comment_created` webhook as a RecordComment. Jira Cloud sends the comment body as a
-    string in webhooks (ADF in REST v3 answers); both are accepted."""
+    string in webhooks (ADF in REST v3 answers); both are accepted. A comment threadlink's own
+    account wrote (its back-links: webhooks carry no entity properties) is marked
+    `by_threadlink`, so it is never mirrored back."""
     key = issue_key(payload.get("issue"))
     comment = payload.get("comment")
     if not isinstance(comment, Mapping) or comment.get("id") in (None, ""):
@@ -116,7 +134,8 @@ def comment_from_webhook(
         body=adf_text(comment.get("body")),
         public=comment_is_public(comment),
         visibility=comment_visibility(comment, project_visibility),
-        by_threadlink=backlink_command_id(comment) is not None,
+        by_threadlink=backlink_command_id(comment) is not None
+        or is_account(comment.get("author"), account_id=own_account_id, email=own_email),
         created_at=created_at,
         version=version_of(parse_jira_time(comment.get("updated")) or created_at),
     )

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from connectors.base import ConnectorContext, Unauthorized, WebhookRequest, WebhookResponse, WebhookSource, header_value
-from connectors.errors import SkippableError
+from connectors.errors import ConnectorError, SkippableError
+from connectors.jira.client import JiraClient
 from connectors.jira.config import JiraConfig
 from connectors.jira.mapping import (
     comment_from_webhook,
@@ -32,6 +34,8 @@ from connectors.runtime.payloads import parse_json_object
 from schemas import events
 from schemas.envelope import Envelope
 from schemas.records import RecordComment, RecordEvent, RecordMissing, RecordRef, version_of
+
+log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Hub-Signature"
 DELIVERY_HEADER = "X-Atlassian-Webhook-Identifier"
@@ -70,6 +74,20 @@ class JiraWebhookSource(WebhookSource):
     def __init__(self, config: JiraConfig, ctx: ConnectorContext) -> None:
         self.config = config
         self.ctx = ctx
+        self.own_account_id: str | None = None
+
+    async def start(self) -> None:
+        """Learn threadlink's own Jira account (GET myself), so the comments it writes are known
+        as its own when their webhooks come back. Without it, they are known by the email only."""
+        client = JiraClient(self.config)
+        try:
+            me = await client.myself()
+            account_id = me.get("accountId")
+            self.own_account_id = account_id if isinstance(account_id, str) else None
+        except ConnectorError as exc:
+            log.warning("jira: cannot learn threadlink's own account (%s); its comments are known by email only", exc)
+        finally:
+            await client.aclose()
 
     def verify(self, request: WebhookRequest) -> None:
         problem = signature_problem(
@@ -135,7 +153,13 @@ class JiraWebhookSource(WebhookSource):
     def _comment_created(self, payload: Mapping[str, Any], event: str, request: WebhookRequest) -> Envelope[Any]:
         key = issue_key(payload.get("issue"))
         project_visibility = self.config.visibility_of(project_of_key(key))
-        comment = comment_from_webhook(payload, system=self.ctx.name, project_visibility=project_visibility)
+        comment = comment_from_webhook(
+            payload,
+            system=self.ctx.name,
+            project_visibility=project_visibility,
+            own_account_id=self.own_account_id,
+            own_email=self.config.email,
+        )
         return Envelope[RecordComment].wrap(
             comment,
             type=events.RECORD_COMMENT.format(action=comment.action),

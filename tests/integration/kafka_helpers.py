@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.partitioner.default import murmur2
 from pydantic import TypeAdapter
 
 from connectors.runtime.kafka import read_to_end
@@ -26,3 +29,58 @@ def wait_for(predicate: Any, timeout_s: float = 60, interval_s: float = 0.25, wh
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}")
         time.sleep(interval_s)
+
+
+class TopicTail:
+    """Reads a topic from the beginning and then on, keeping its place between calls (a test that
+    checks a growing topic again and again reads each record once)."""
+
+    def __init__(self, bootstrap: str, topic: str, model: Any) -> None:
+        self.adapter = TypeAdapter(Envelope[model])
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap.split(","), client_id="threadlink-tests", enable_auto_commit=False
+        )
+        partitions = self.consumer.partitions_for_topic(topic) or set()
+        self.partitions = [TopicPartition(topic, p) for p in sorted(partitions)]
+        self.consumer.assign(self.partitions)
+        self.consumer.seek_to_beginning(*self.partitions)
+        self.seen: list[Any] = []
+
+    def read(self) -> list[Any]:
+        """Everything up to the end offsets as of now, appended to `seen`; returns `seen`."""
+        end = self.consumer.end_offsets(self.partitions)
+        while any(self.consumer.position(tp) < end[tp] for tp in self.partitions):
+            for batch in self.consumer.poll(timeout_ms=500).values():
+                self.seen.extend(self.adapter.validate_json(r.value) for r in batch)
+        return self.seen
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def produce(bootstrap: str, topic: str, events: Iterable[tuple[str, Envelope[Any]]]) -> int:
+    """Send many envelopes and wait for all of them (acks=all), fast: one flush, not one wait each."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap.split(","), acks="all", linger_ms=20, batch_size=256 * 1024)
+    try:
+        futures = [
+            producer.send(topic, key=key.encode(), value=envelope.to_bytes(), headers=envelope.kafka_headers())
+            for key, envelope in events
+        ]
+        producer.flush(timeout=120)
+        for future in futures:
+            future.get(timeout=60)
+        return len(futures)
+    finally:
+        producer.close(timeout=10)
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as kafka-python and aiokafka use) picks."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def key_on_partition_of(key: str, partitions: int, make: Any) -> str:
+    """`make(n)` for the first n whose key lands on the same partition as `key`: a sentinel that
+    travels behind `key`'s events, so its arrival means theirs are done."""
+    target = partition_of(key, partitions)
+    return next(candidate for n in range(1, 10_000) if partition_of(candidate := make(n), partitions) == target)

@@ -12,6 +12,7 @@ from connectors.jira.mapping import (
     backlink_adf,
     backlink_command_id,
     backlink_property,
+    comment_from_webhook,
     parse_jira_time,
     project_of_key,
     ticket_from_issue,
@@ -136,3 +137,24 @@ def test_a_backlink_is_tagged_with_its_command_id_and_read_back() -> None:
 )
 def test_other_comments_carry_no_command_id(comment: object) -> None:
     assert backlink_command_id(comment) is None
+
+
+@pytest.mark.parametrize(
+    ("author", "own"),
+    [
+        ({"accountId": "5b10a2844c20165700ede21g", "displayName": "threadlink"}, True),
+        ({"accountId": "other", "emailAddress": "Bot@Acme.com"}, True),
+        ({"accountId": "other", "emailAddress": "ada@acme.com"}, False),
+        ({"accountId": "other"}, False),
+    ],
+)
+def test_a_comment_by_threadlinks_own_account_is_its_own(author: dict[str, str], own: bool) -> None:
+    payload = {
+        "webhookEvent": "comment_created",
+        "issue": {"id": "1", "key": "OPS-1"},
+        "comment": {"id": "7", "author": author, "body": "Mentioned in a slack thread", "created": 1709288430456},
+    }
+    comment = comment_from_webhook(
+        payload, system="jira", own_account_id="5b10a2844c20165700ede21g", own_email="bot@acme.com"
+    )
+    assert comment.by_threadlink is own

@@ -50,7 +50,7 @@ def register(ctx: StreamsContext) -> LinkFlow:
     dead_letters = topics.names.dead_letters
 
     def runner(agent: str, adapter: TypeAdapter[Any], handler: Handler) -> FlowRunner[Any]:
-        return FlowRunner(agent, adapter, handler, topics.topic, dead_letters)
+        return FlowRunner(agent, adapter, handler, app.producer, dead_letters)
 
     social = runner("link.on_social", SOCIAL, stateful(tables.threads, flow.on_social))
     requests = runner("link.on_link_request", REQUEST, stateful(tables.records, flow.on_link_request))

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias
 
@@ -46,6 +46,17 @@ from schemas.commands import Command
 from schemas.envelope import Envelope
 from schemas.outcomes import Effect
 from schemas.topics import TopicNames
+
+
+@dataclass(frozen=True)
+class Lane:
+    """A rate limit shared by every command that names it: at most `per_second` on average,
+    `burst` at once. Names are the sink's own (e.g. "channel:C123", "method:chat.update");
+    the runtime's scheduler (connectors/runtime/scheduler.py) keeps one token bucket per name."""
+
+    name: str
+    per_second: float
+    burst: int = 1
 
 
 class Publisher(Protocol):
@@ -374,12 +385,29 @@ class StreamSource(ABC):
 class Sink(ABC):
     """Carries out commands addressed to this connector.
 
-    The runtime consumes `<namespace>.commands.<name>` and skips commands whose `command_id`
-    the ledger has as done. It records an `attempted` entry before calling `execute`, retries
-    `RetriableError` with backoff and jitter (honouring `retry_after`), sends
-    `FatalError`/`SkippableError`/exhausted retries to the dead-letter topic, records successes
-    as done, and only then commits the offset, one command at a time.
+    The runtime (connectors/runtime/sinks.py) consumes `<namespace>.commands.<name>` and calls
+    `execute` for many commands at once, never two of one Kafka key (a thread, a record) at a
+    time and always in that key's order. Before each call it takes a token from each lane
+    `lanes(command)` names, so the vendor's limits hold however many commands wait; commands
+    of a busy lane wait while other lanes go on. It skips commands the ledger has as done,
+    waits for `not_before` and drops what a newer command of the same `coalesce_key`
+    supersedes, records an `attempted` entry before `execute`, and retries `RetriableError`
+    with backoff and jitter (a `BackpressureError` also holds the command's first lane for
+    its `retry_after`). `AuthError` pauses the whole sink until the credential works;
+    `FatalError`/`SkippableError`/exhausted retries go to the dead-letter topic and are
+    reported failed. Successes are recorded as done and reported; offsets are committed once
+    everything before them is finished.
+
+    `execute` must be safe to run concurrently for different keys (share one HTTP client).
+    `max_concurrency` bounds the calls in flight at once.
     """
+
+    max_concurrency: int = 64
+
+    def lanes(self, command: Command) -> Sequence[Lane]:
+        """The rate limits this command is subject to, narrowest first (e.g. its channel, then
+        the API method's tier). The default: none."""
+        return ()
 
     async def start(self) -> None:
         """Once, before the first command."""

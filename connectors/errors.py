@@ -5,6 +5,8 @@
 - FatalError: retrying will not help (401, 403, other 4xx, bad config). The command goes
   to the dead-letter topic with the reason.
 - SkippableError: this one record is bad; skip it (to the dead-letter topic) and go on.
+- AuthError (a FatalError): the credential itself is refused (401/403, a revoked token). Not the
+  command's fault: the sink runtime stops intake and waits for the credential to work again.
 
 Whether a failed call may nevertheless have been carried out (so that doing it again could do it
 twice) is decided here too: `outcome_unknown`.
@@ -46,6 +48,10 @@ class FatalError(ConnectorError):
     kind = "fatal"
 
 
+class AuthError(FatalError):
+    """The platform refuses our credential (401, 403, a revoked or invalid token)."""
+
+
 class SkippableError(ConnectorError):
     kind = "skippable"
 
@@ -81,6 +87,8 @@ def classify_response(response: httpx.Response, *, what: str) -> None:
         raise RetriableError(message, status=status, retry_after=parse_retry_after(response.headers.get("Retry-After")))
     if status == 404:
         raise NotFoundError(message, status=status)
+    if status in (401, 403):
+        raise AuthError(message, status=status)
     raise FatalError(message, status=status)
 
 

@@ -89,6 +89,7 @@ def sandbox_settings(
                 "webhook_secret": ident.jira_webhook_secret,
                 # Security tickets only show in private channels (see the tests of that rule).
                 "project_visibility": {"SEC": "restricted"},
+                "requests_per_s": 200,  # the stand-in is local; Jira Cloud's own limits are the default
             },
         },
     )

@@ -19,6 +19,10 @@
   first) and `limit` (`has_more` says more are left). It never pages by `cursor`: the spec's
   success schema for conversations.replies has no `response_metadata`, so the first `limit`
   messages are all a caller gets.
+- Rate limits, when `channel_messages_per_s` is set: chat.postMessage into a channel that has
+  had that many posts in the last second is answered HTTP 429 `ratelimited` with
+  `Retry-After: 1`, as Slack does ("about one message per second per channel"); the refusals
+  are counted in `rate_limited`, the busiest second of each channel in `peak_per_channel`.
 - `/sandbox/post_message` and `/sandbox/thread`: drive it over HTTP from a demo CLI.
 
 Example::
@@ -141,8 +145,13 @@ class FakeSlack:
         event_timeout_s: float = 3.0,
         retry_delays_s: Sequence[float] = (0.05, 0.1, 0.2),
         clock: Callable[[], float] = time.time,
+        channel_messages_per_s: int | None = None,
     ) -> None:
         self.signing_secret = signing_secret
+        self.channel_messages_per_s = channel_messages_per_s
+        self.rate_limited = 0
+        self.peak_per_channel: dict[str, int] = {}
+        self._recent_posts: dict[str, deque[float]] = defaultdict(deque)
         self.bot_token = bot_token
         self.events_url = events_url
         self.team_id = team_id
@@ -393,6 +402,9 @@ class FakeSlack:
             return _slack_error("not_authed")
         if not hmac.compare_digest(str(token).encode(), self.bot_token.encode()):
             return _slack_error("invalid_auth")
+        if method == "chat.postMessage" and self._over_channel_limit(str(params.get("channel", ""))):
+            self.rate_limited += 1
+            return _slack_error("ratelimited", status=429, headers={"Retry-After": "1"})
         fault = self._faults[method].popleft() if self._faults[method] else None
         if fault is not None and not fault.after_store:
             return await self._injected(fault)
@@ -405,6 +417,21 @@ class FakeSlack:
         if fault is not None:
             return await self._injected(fault)  # the work is done; the caller hears otherwise
         return web.json_response(answer)
+
+    def _over_channel_limit(self, channel: str) -> bool:
+        """Whether a post now would exceed `channel_messages_per_s` in the last second (and if
+        not, count it)."""
+        if self.channel_messages_per_s is None:
+            return False
+        now = time.monotonic()
+        recent = self._recent_posts[channel]
+        while recent and recent[0] <= now - 1.0:
+            recent.popleft()
+        if len(recent) >= self.channel_messages_per_s:
+            return True
+        recent.append(now)
+        self.peak_per_channel[channel] = max(self.peak_per_channel.get(channel, 0), len(recent))
+        return False
 
     async def _injected(self, fault: _Fault) -> web.Response:
         if fault.delay_s > 0:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from schemas.outcomes import Effect
 
@@ -21,3 +21,7 @@ class LedgerEntry(BaseModel):
     state: Literal["attempted", "done"] = "done"
     at: datetime
     effect: Effect | None = None
+    coalesce_key: str | None = Field(
+        default=None, description="The done command's coalesce_key: lower ranks of it are superseded from now on."
+    )
+    coalesce_rank: int | None = None

@@ -17,6 +17,7 @@ from schemas.records import RecordRef
 from schemas.social import Place
 
 ErrorKind = Literal["fatal", "skippable", "retries_exhausted", "invalid"]
+OutcomeStatus = Literal["done", "failed", "superseded"]
 
 
 class Effect(BaseModel):
@@ -37,7 +38,7 @@ class Outcome(BaseModel):
     command_id: str
     command_kind: CommandKind
     target: str
-    status: Literal["done", "failed", "superseded"]
+    status: OutcomeStatus
     effect: Effect | None = Field(default=None, description="What was made (done only).")
     error_kind: ErrorKind | None = None
     reason: str | None = Field(default=None, description="Why it failed, for a person.")

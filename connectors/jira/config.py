@@ -51,6 +51,12 @@ class JiraConfig(BaseModel):
         default=True, description="Post a 'Discussed in <thread>' comment on an issue when a thread links to it."
     )
     request_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one REST call, in seconds.")
+    requests_per_s: float = Field(
+        default=10, gt=0, description="REST calls per second the sink makes (Jira Cloud limits by account)."
+    )
+    writes_per_issue_per_s: float = Field(
+        default=1, gt=0, description="Comments written to one issue per second (Jira throttles writes per issue)."
+    )
 
     @field_validator("base_url")
     @classmethod

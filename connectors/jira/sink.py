@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from contextlib import aclosing
 
-from connectors.base import ConnectorContext, Sink
+from connectors.base import ConnectorContext, Lane, Sink
 from connectors.errors import (
     ConnectorError,
     FatalError,
@@ -74,6 +74,13 @@ class JiraSink(Sink):
 
     async def stop(self) -> None:
         await self.client.aclose()
+
+    def lanes(self, command: Command) -> list[Lane]:
+        """Every call shares the account's lane; a comment also takes its issue's."""
+        account = Lane("account", self.config.requests_per_s, max(1, int(self.config.requests_per_s)))
+        if isinstance(command, AddComment):
+            return [Lane(f"issue:{command.record.key}", self.config.writes_per_issue_per_s, 3), account]
+        return [account]
 
     def outcome_unknown(self, command_id: str) -> None:
         """Called by the runtime for a command the ledger holds as attempted but not done:

@@ -82,10 +82,19 @@ class KafkaPublisher:
         view._connector = connector
         return view
 
-    async def publish(self, topic: str, key: str, envelope: Envelope[Any]) -> None:
-        await self.publish_raw(topic, key, envelope.to_bytes(), envelope.kafka_headers())
+    async def publish(self, topic: str, key: str, envelope: Envelope[Any], *, partition: int | None = None) -> None:
+        """`partition` None: the key's partition (the default partitioner)."""
+        await self.publish_raw(topic, key, envelope.to_bytes(), envelope.kafka_headers(), partition=partition)
 
-    async def publish_raw(self, topic: str, key: str | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+    async def publish_raw(
+        self,
+        topic: str,
+        key: str | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+        *,
+        partition: int | None = None,
+    ) -> None:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         started = time.perf_counter()
@@ -101,7 +110,10 @@ class KafkaPublisher:
         try:
             # send() can block on metadata or a full buffer (up to max_block_ms): never on the loop.
             future = await loop.run_in_executor(
-                None, functools.partial(self._producer.send, topic, key=encoded_key, value=value, headers=headers)
+                None,
+                functools.partial(
+                    self._producer.send, topic, key=encoded_key, value=value, headers=headers, partition=partition
+                ),
             )
         except MessageSizeTooLargeError as exc:
             raise EventTooLarge(f"an event for {topic} is too large: {exc}") from exc

@@ -22,7 +22,7 @@ PUBLISH_SECONDS = Histogram(
 )
 SINK_COMMANDS = Counter(
     "threadlink_sink_commands_total",
-    "Commands handled by sinks, by outcome (done, duplicate, dead_lettered).",
+    "Commands handled by sinks, by outcome (done, duplicate, superseded, dead_lettered).",
     ["connector", "kind", "outcome"],
 )
 SINK_SECONDS = Histogram(
@@ -55,5 +55,18 @@ STREAM_BATCHES = Counter(
 STREAM_RECONNECTS = Counter(
     "threadlink_connector_stream_reconnects_total",
     "Reconnects of stream sources after a lost connection.",
+    ["connector"],
+)
+SINK_UP = Gauge(
+    "threadlink_sink_up",
+    "1 while the sink works; 0 while the platform refuses its credential (intake paused, nothing lost).",
+    ["connector"],
+)
+SINK_IN_FLIGHT = Gauge(
+    "threadlink_sink_commands_in_flight", "Commands polled and not yet finished (bounded).", ["connector"]
+)
+SINK_RATE_WAITS = Counter(
+    "threadlink_sink_rate_limited_waits_total",
+    "Commands that waited for a rate-limit token (their lane was busy); other lanes went on.",
     ["connector"],
 )

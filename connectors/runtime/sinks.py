@@ -1,12 +1,37 @@
-"""Runs one connector's Sink: consume its commands topic, do each command once, dead-letter
-what fails, commit only after the outcome is durable."""
+"""Runs one connector's Sink: consume its commands topic, carry out many commands at once while
+each key (a thread, a record) keeps its order, within the vendor's rate limits; report every
+outcome, dead-letter what fails for good, commit only what is finished.
+
+How a command travels (see connectors/base.py `Sink` for the sink's side of it):
+
+1. The consumer thread polls up to `max_buffered` commands; beyond that it pauses its
+   partitions (they wait in Kafka) until the backlog halves.
+2. Each command joins its key's queue. A command with a `coalesce_key` supersedes the ones of
+   that key still waiting in the queue with the same coalesce key and a rank not above its own.
+3. One task per busy key works its queue in order: it waits for `not_before`, skips what a
+   higher rank already did (superseded), what the ledger has as done (redelivered), takes a
+   token from each of the command's lanes (scheduler.py), and carries it out, at most
+   `max_concurrency` commands at once across keys.
+4. The ledger entries and the outcome are awaited; then the offset counts as finished, and the
+   consumer thread commits each partition's contiguous finished offsets every
+   `commit_interval_s`.
+
+A credential the platform refuses (AuthError) pauses intake, marks the sink down
+(`threadlink_sink_up` 0, /healthz says why) and probes with the same command until it works;
+nothing is dead-lettered meanwhile.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
+from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
@@ -14,31 +39,64 @@ from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from pydantic import TypeAdapter, ValidationError
 
-from connectors.base import Sink
-from connectors.errors import ConnectorError, RetriableError
-from connectors.runtime import metrics
+from connectors.base import Lane, Sink
+from connectors.errors import AuthError, BackpressureError, ConnectorError, RetriableError
+from connectors.runtime import health, metrics
 from connectors.runtime.deadletter import send_to_dead_letters
-from connectors.runtime.kafka import KafkaPublisher, read_to_end
+from connectors.runtime.kafka import KafkaPublisher
+from connectors.runtime.ledger import SinkLedger
+from connectors.runtime.offsets import OffsetTracker
 from connectors.runtime.retry import RetryPolicy
+from connectors.runtime.scheduler import RateLimiter
 from schemas import events
 from schemas.commands import Command
 from schemas.deadletters import DeadLetter
 from schemas.envelope import Envelope, utcnow
 from schemas.ledger import LedgerEntry
-from schemas.outcomes import Effect, ErrorKind, Outcome
+from schemas.outcomes import Effect, ErrorKind, Outcome, OutcomeStatus
 from schemas.records import RecordBase, RecordRef
 from schemas.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
 COMMAND_ENVELOPE = TypeAdapter(Envelope[Command])
-LEDGER_ENVELOPE = TypeAdapter(Envelope[LedgerEntry])
+
+#: How long a sink waits before asking again with a credential that was refused (doubling).
+AUTH_PROBE_FIRST_S = 2.0
+AUTH_PROBE_MAX_S = 60.0
+
+
+@dataclass(eq=False)
+class Pending:
+    """One polled command on its way."""
+
+    record: Any
+    envelope: Envelope[Command] | None
+    """None: the record is not a command (it is dead-lettered in its turn)."""
+    started: bool = False
+    superseded_by: str | None = None
+
+    @property
+    def partition(self) -> int:
+        return int(self.record.partition)
+
+    @property
+    def key(self) -> str:
+        key = self.record.key
+        return key.decode(errors="replace") if isinstance(key, bytes) else str(key or "")
+
+
+@dataclass(eq=False)
+class KeyQueue:
+    items: deque[Pending] = field(default_factory=deque)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
 
 
 class SinkRunner:
-    """Lifecycle: `await start()` loads the ledger and subscribes; `await run()` loops until
-    `stop()`; the runner then closes its consumer. All consumer calls happen on one thread
-    (kafka-python consumers are not thread-safe)."""
+    """Lifecycle: `await start()` subscribes; `await run()` loops until `stop()`, then lets the
+    commands being carried out finish (up to `stop_grace_s`), commits and closes. Consumer calls
+    all happen on one thread (kafka-python consumers are not thread-safe)."""
 
     def __init__(
         self,
@@ -50,36 +108,62 @@ class SinkRunner:
         publisher: KafkaPublisher,
         client_id: str,
         retry: RetryPolicy | None = None,
+        max_concurrency: int | None = None,
+        max_buffered: int = 2_000,
+        commit_interval_s: float = 0.5,
+        ledger_window_ms: int | None = None,
+        stop_grace_s: float = 15.0,
     ) -> None:
         self.name = name
         self.sink = sink
         self.topics = topics
         self.publisher = publisher
         self.retry = retry or getattr(sink, "retry_policy", None) or RetryPolicy()
+        self.max_concurrency: int = max_concurrency or sink.max_concurrency
+        self.max_buffered = max_buffered
+        self.commit_interval_s = commit_interval_s
+        self.stop_grace_s = stop_grace_s
+        self.ledger = SinkLedger(name, **({"window_ms": ledger_window_ms} if ledger_window_ms else {}))
+        self.limits = RateLimiter()
         self._bootstrap = bootstrap_servers
         self._client_id = client_id
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sink-{name}")
         self._consumer: KafkaConsumer | None = None
-        self._ledger: dict[str, Effect] = {}
-        self._attempted: set[str] = set()
-        """Started, never recorded as done: the outcome is unknown."""
         self._stopping = asyncio.Event()
-        self._reload_ledger = False
-        """Set by the rebalance listener: partitions came from another instance."""
+        self._slots = asyncio.Semaphore(self.max_concurrency)
+        self._queues: dict[str, KeyQueue] = {}
+        self._offsets = OffsetTracker()
+        self._paused = False
+        self._auth_ok = asyncio.Event()
+        self._auth_ok.set()
+        self._auth_prober: Pending | None = None
+        self._probe_delay = AUTH_PROBE_FIRST_S
+        # Shared with the rebalance listener, which runs on the consumer thread inside poll().
+        self._lock = threading.Lock()
+        self._commit_ready: dict[int, int] = {}
+        self._revoked: set[int] = set()
+        self._assigned_new: set[int] = set()
+        self._owned: set[int] = set()
+        self._last_commit = 0.0
 
     @property
     def group_id(self) -> str:
         return f"{self.topics.namespace}.sink.{self.name}"
 
+    @property
+    def in_flight(self) -> int:
+        return len(self._offsets)
+
     async def start(self) -> None:
-        await self._in_thread(self._load_ledger)
         self._consumer = await self._in_thread(self._subscribe)
         await self.sink.start()
+        health.set_status(f"sink:{self.name}", None)
+        metrics.SINK_UP.labels(self.name).set(1)
         log.info(
-            "sink %s: consuming %s (ledger: %d done commands)",
+            "sink %s: consuming %s (at most %d commands at once)",
             self.name,
             self.topics.commands(self.name),
-            len(self._ledger),
+            self.max_concurrency,
         )
 
     def stop(self) -> None:
@@ -88,97 +172,236 @@ class SinkRunner:
     async def run(self) -> None:
         try:
             while not self._stopping.is_set():
-                batches = await self._in_thread(self._poll)
-                if self._reload_ledger:
-                    self._reload_ledger = False
-                    await self._in_thread(self._load_ledger)
-                await self._handle_batches(batches)
+                pause = self.in_flight >= self.max_buffered or not self._auth_ok.is_set()
+                resume = self.in_flight <= self.max_buffered // 2 and self._auth_ok.is_set()
+                batches, assigned, revoked = await self._in_thread(self._poll, pause, resume)
+                if revoked:
+                    self._give_away(revoked)
+                if assigned:
+                    log.info("sink %s: assigned partitions %s", self.name, sorted(assigned))
+                for records in batches.values():
+                    for record in records:
+                        self._intake(record)
+                metrics.SINK_IN_FLIGHT.labels(self.name).set(self.in_flight)
+                if self.ledger.expire():
+                    metrics.LEDGER_SIZE.labels(self.name).set(len(self.ledger))
         finally:
+            await self._finish_running()
             await self.sink.stop()
             await self._in_thread(self._close)
             self._executor.shutdown(wait=False)
 
-    async def _handle_batches(self, batches: dict[TopicPartition, list[Any]]) -> None:
-        """One record at a time, each committed once its outcome is durable, so a slow batch
-        never holds done work uncommitted. A failed commit means the partitions went to
-        another instance: stop here, that instance carries on from the last commit."""
-        for partition, records in batches.items():
-            for record in records:
-                if self._stopping.is_set():
-                    return  # not handled, not committed: the next start re-reads it
-                await self._handle(record)
-                if not await self._in_thread(self._commit, {partition: record.offset + 1}):
-                    return
+    # -- intake ----------------------------------------------------------------------------
 
-    # -- one command ---------------------------------------------------------------------
-
-    async def _handle(self, record: Any) -> None:
+    def _intake(self, record: Any) -> None:
         try:
-            envelope = COMMAND_ENVELOPE.validate_json(record.value)
-        except ValidationError as exc:
-            await self._dead_letter(record, "invalid", f"not a command envelope: {exc.error_count()} problem(s)")
+            envelope: Envelope[Command] | None = COMMAND_ENVELOPE.validate_json(record.value)
+        except ValidationError:
+            envelope = None
+        item = Pending(record, envelope)
+        self._offsets.take(item.partition, record.offset)
+        queue = self._queues.get(item.key)
+        if queue is None:
+            queue = self._queues[item.key] = KeyQueue()
+        if envelope is not None and envelope.data.coalesce_key is not None:
+            self._supersede_waiting(queue, envelope)
+        queue.items.append(item)
+        queue.changed.set()
+        if queue.task is None:
+            queue.task = asyncio.create_task(self._work(item.key, queue), name=f"sink-{self.name}-key")
+
+    def _supersede_waiting(self, queue: KeyQueue, newer: Envelope[Command]) -> None:
+        command = newer.data
+        for waiting in queue.items:
+            other = waiting.envelope.data if waiting.envelope is not None else None
+            if (
+                other is not None
+                and not waiting.started
+                and waiting.superseded_by is None
+                and other.coalesce_key == command.coalesce_key
+                and other.coalesce_rank <= command.coalesce_rank
+            ):
+                waiting.superseded_by = command.command_id
+
+    # -- one key's queue -------------------------------------------------------------------
+
+    async def _work(self, key: str, queue: KeyQueue) -> None:
+        try:
+            while queue.items and not self._stopping.is_set():
+                item = queue.items[0]
+                if item.partition not in self._owned:
+                    queue.items.popleft()  # given to another instance: it carries on from the commit
+                    continue
+                wait = self._not_before_wait(item)
+                if wait > 0:
+                    queue.changed.clear()
+                    await self._sleep(wait, queue.changed)
+                    continue
+                item.started = True
+                await self._handle(item)
+                if queue.items and queue.items[0] is item:
+                    queue.items.popleft()
+                if item.partition in self._owned:
+                    self._finished(item)
+        finally:
+            queue.task = None
+            if self._queues.get(key) is queue and not queue.items:
+                del self._queues[key]
+
+    def _not_before_wait(self, item: Pending) -> float:
+        if item.envelope is None or item.superseded_by is not None:
+            return 0.0
+        not_before = item.envelope.data.not_before
+        return 0.0 if not_before is None else (not_before - utcnow()).total_seconds()
+
+    async def _sleep(self, seconds: float, wake: asyncio.Event | None = None) -> None:
+        """Sleep, ending early on stop (or when `wake` is set)."""
+        waits = [asyncio.ensure_future(self._stopping.wait())]
+        if wake is not None:
+            waits.append(asyncio.ensure_future(wake.wait()))
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+
+    def _finished(self, item: Pending) -> None:
+        point = self._offsets.finish(item.partition, item.record.offset)
+        if point is not None:
+            with self._lock:
+                self._commit_ready[item.partition] = point
+
+    # -- one command -----------------------------------------------------------------------
+
+    async def _handle(self, item: Pending) -> None:
+        envelope, record = item.envelope, item.record
+        if envelope is None:
+            await self._dead_letter(record, "invalid", "not a command envelope")
+            metrics.SINK_COMMANDS.labels(self.name, "unknown", "dead_lettered").inc()
             return
         command = envelope.data
-        if command.command_id in self._ledger:
+        partition = item.partition
+        if item.superseded_by is None and command.coalesce_key is not None:
+            done_rank = self.ledger.rank_done(partition, command.coalesce_key)
+            if done_rank is not None and command.coalesce_rank < done_rank:
+                item.superseded_by = f"rank {done_rank}"
+        if item.superseded_by is not None:
+            metrics.SINK_COMMANDS.labels(self.name, command.kind, "superseded").inc()
+            await self._report(envelope, record, "superseded", reason=f"superseded by {item.superseded_by}")
+            return
+        done = self.ledger.done(partition, command.command_id)
+        if done is not None:
             metrics.SINK_COMMANDS.labels(self.name, command.kind, "duplicate").inc()
             # Said again: the flow that re-emitted it may not have heard the first time.
-            await self._report(envelope, record, "done", effect=self._ledger[command.command_id], redelivered=True)
+            await self._report(envelope, record, "done", effect=done.effect_model(), redelivered=True)
             return
+        await self._carry_out(item, envelope)
+
+    async def _carry_out(self, item: Pending, envelope: Envelope[Command]) -> None:
+        command, record = envelope.data, item.record
         started = time.perf_counter()
-        attempts = 0
-        if command.command_id in self._attempted:
+        if self.ledger.attempted(item.partition, command.command_id):
             self.sink.outcome_unknown(command.command_id)
-
         # Recorded before the side effect: a crash during it leaves the outcome known to be unknown.
-        async def record_attempt() -> None:
-            await self._record(command.command_id, "attempted", None, envelope.traceparent)
-
-        await self.retry.call(record_attempt)
+        await self._record(item, "attempted", None)
+        lanes = self.sink.lanes(command)
+        attempts = 0
 
         async def attempt() -> Effect:
             nonlocal attempts
-            attempts += 1
-            return await self.sink.execute(command, envelope)
+            # Tokens first, a slot second: a key waiting for its channel holds no slot from the others.
+            waited = await self.limits.acquire(lanes)
+            if waited:
+                metrics.SINK_RATE_WAITS.labels(self.name).inc()
+            async with self._slots:
+                attempts += 1
+                return await self.sink.execute(command, envelope)
 
         def on_retry(state: Any) -> None:
+            exc = state.outcome.exception()
             metrics.SINK_RETRIES.labels(self.name, command.kind).inc()
-            log.warning(
-                "sink %s: %s %s: %s; retrying", self.name, command.kind, command.command_id, state.outcome.exception()
-            )
+            if isinstance(exc, BackpressureError) and lanes:
+                self.limits.hold(lanes[0], exc.retry_after or 1.0)
+            log.warning("sink %s: %s %s: %s; retrying", self.name, command.kind, command.command_id, exc)
 
         failure: tuple[ErrorKind, str] | None = None
-        try:
-            effect = await self.retry.call(attempt, on_retry=on_retry)
-        except RetriableError as exc:
-            failure = ("retries_exhausted", str(exc))
-        except ConnectorError as exc:
-            failure = ("skippable" if exc.kind == "skippable" else "fatal", str(exc))
-        except Exception as exc:  # a bug in a sink must not stop the partition or lose the command
-            log.exception("sink %s: %s failed unexpectedly", self.name, command.kind)
-            failure = ("fatal", f"unexpected {type(exc).__name__}")
+        effect = Effect()
+        while True:
+            try:
+                effect = await self.retry.call(attempt, on_retry=on_retry)
+            except AuthError as exc:
+                if await self._wait_for_credential(item, exc):
+                    continue
+                return  # stopping: not finished, not committed; the next start carries it out
+            except RetriableError as exc:
+                failure = ("retries_exhausted", str(exc))
+            except ConnectorError as exc:
+                failure = ("skippable" if exc.kind == "skippable" else "fatal", str(exc))
+            except Exception as exc:  # a bug in a sink must not stop the partition or lose the command
+                log.exception("sink %s: %s failed unexpectedly", self.name, command.kind)
+                failure = ("fatal", f"unexpected {type(exc).__name__}")
+            break
+        self._credential_works(item)
         if failure is not None:
-            await self._dead_letter(record, failure[0], failure[1], attempts)
-            await self._report(envelope, record, "failed", error_kind=failure[0], reason=failure[1])
+            await asyncio.gather(
+                self._dead_letter(record, failure[0], failure[1], attempts),
+                self._report(envelope, record, "failed", error_kind=failure[0], reason=failure[1]),
+            )
             metrics.SINK_COMMANDS.labels(self.name, command.kind, "dead_lettered").inc()
             return
-
         # The side effect happened: the ledger write is retried on its own, never the effect again.
-        async def remember() -> None:
-            await self._record(command.command_id, "done", effect, envelope.traceparent)
-
-        await self.retry.call(remember)
-        await self._report(envelope, record, "done", effect=effect)
+        await asyncio.gather(self._record(item, "done", effect), self._report(envelope, record, "done", effect=effect))
         metrics.SINK_COMMANDS.labels(self.name, command.kind, "done").inc()
         metrics.SINK_SECONDS.labels(self.name, command.kind).observe(time.perf_counter() - started)
         metrics.END_TO_END_SECONDS.labels(self.name, command.kind).observe(
             max(0.0, (utcnow() - envelope.occurred_at).total_seconds())
         )
 
+    # -- a refused credential --------------------------------------------------------------
+
+    async def _wait_for_credential(self, item: Pending, exc: AuthError) -> bool:
+        """Wait until the credential may work again; False when the sink is stopping. One
+        command probes (the first refused); the others wait for its answer."""
+        if self._auth_ok.is_set():
+            self._auth_ok.clear()
+            self._auth_prober = item
+            metrics.SINK_UP.labels(self.name).set(0)
+            why = f"{exc}; fix the credential in connectors.{self.name} (then restart, or let it be retried)"
+            health.set_status(f"sink:{self.name}", why)
+            log.error(
+                "sink %s: the platform refuses the credential (%s): intake paused, commands wait in Kafka; "
+                "fix connectors.%s's credential, threadlink retries every %gs-%gs and resumes on its own",
+                self.name,
+                exc,
+                self.name,
+                AUTH_PROBE_FIRST_S,
+                AUTH_PROBE_MAX_S,
+            )
+            self._probe_delay = AUTH_PROBE_FIRST_S
+        if self._auth_prober is item:
+            await self._sleep(self._probe_delay)
+            self._probe_delay = min(self._probe_delay * 2, AUTH_PROBE_MAX_S)
+        else:
+            await self._sleep(3600, self._auth_ok)
+        return not self._stopping.is_set()
+
+    def _credential_works(self, item: Pending) -> None:
+        if self._auth_ok.is_set():
+            return
+        if self._auth_prober is item or self._auth_prober is None:
+            log.info("sink %s: the credential works again; resuming", self.name)
+            self._auth_prober = None
+            self._auth_ok.set()
+            metrics.SINK_UP.labels(self.name).set(1)
+            health.set_status(f"sink:{self.name}", None)
+
+    # -- what a command leaves behind ------------------------------------------------------
+
     async def _report(
         self,
         envelope: Envelope[Command],
         record: Any,
-        status: Any,
+        status: OutcomeStatus,
         *,
         effect: Effect | None = None,
         error_kind: ErrorKind | None = None,
@@ -217,27 +440,35 @@ class SinkRunner:
 
         await self.retry.call(send)
 
-    async def _record(self, command_id: str, state: str, effect: Effect | None, traceparent: str | None) -> None:
-        entry = LedgerEntry(command_id=command_id, target=self.name, state=state, at=utcnow(), effect=effect)
-        event_type = events.LEDGER_DONE if state == "done" else events.LEDGER_ATTEMPTED
+    async def _record(self, item: Pending, state: str, effect: Effect | None) -> None:
+        """A ledger entry, in the ledger partition numbered like the command's (retried)."""
+        assert item.envelope is not None
+        command = item.envelope.data
+        done = state == "done"
+        entry = LedgerEntry(
+            command_id=command.command_id,
+            target=self.name,
+            state="done" if done else "attempted",
+            at=utcnow(),
+            effect=effect,
+            coalesce_key=command.coalesce_key if done else None,
+            coalesce_rank=command.coalesce_rank if done and command.coalesce_key else None,
+        )
         envelope = Envelope.wrap(
             entry,
-            type=event_type,
+            type=events.LEDGER_DONE if done else events.LEDGER_ATTEMPTED,
             source_system=self.name,
-            subject=command_id,
-            parent_traceparent=traceparent,
+            subject=command.command_id,
+            parent_traceparent=item.envelope.traceparent,
             visibility="restricted",
         )
-        await self.publisher.publish(self.topics.ledger, command_id, envelope)
-        self._note(entry)
 
-    def _note(self, entry: LedgerEntry) -> None:
-        if entry.state == "done":
-            self._ledger[entry.command_id] = entry.effect or Effect()
-            self._attempted.discard(entry.command_id)
-        elif entry.command_id not in self._ledger:
-            self._attempted.add(entry.command_id)
-        metrics.LEDGER_SIZE.labels(self.name).set(len(self._ledger))
+        async def send() -> None:
+            await self.publisher.publish(self.topics.ledger, command.command_id, envelope, partition=item.partition)
+
+        await self.retry.call(send)
+        self.ledger.note(item.partition, entry)
+        metrics.LEDGER_SIZE.labels(self.name).set(len(self.ledger))
 
     async def _dead_letter(self, record: Any, kind: ErrorKind, reason: str, attempts: int = 1) -> None:
         log.error(
@@ -258,19 +489,34 @@ class SinkRunner:
 
         await self.retry.call(send)
 
-    # -- consumer thread -----------------------------------------------------------------
+    # -- partitions coming and going -------------------------------------------------------
+
+    def _give_away(self, partitions: set[int]) -> None:
+        """Partitions now owned by another instance: drop what of them is still waiting (that
+        instance starts from the last commit) and their ledger entries."""
+        self._owned -= partitions
+        self._offsets.forget(partitions)
+        self.ledger.forget(partitions)
+        for queue in self._queues.values():
+            queue.changed.set()  # wake waiting keys: their heads may be gone
+        log.info("sink %s: partitions %s went to another instance", self.name, sorted(partitions))
+
+    async def _finish_running(self) -> None:
+        """On stop: commands being carried out get `stop_grace_s` to finish; waiting ones stay
+        in Kafka (uncommitted) for the next start."""
+        tasks = [queue.task for queue in self._queues.values() if queue.task is not None]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self.stop_grace_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._in_thread(self._commit, True)
+
+    # -- consumer thread -------------------------------------------------------------------
 
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def _load_ledger(self) -> None:
-        for record in read_to_end(self._bootstrap, self.topics.ledger, client_id=f"{self._client_id}-ledger"):
-            try:
-                entry = LEDGER_ENVELOPE.validate_json(record.value).data
-            except ValidationError:
-                continue
-            if entry.target == self.name:
-                self._note(entry)  # one key's entries share a partition: attempted, then done
 
     def _subscribe(self) -> KafkaConsumer:
         consumer = KafkaConsumer(
@@ -279,46 +525,88 @@ class SinkRunner:
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            # Each command may take the retry budget (RetryPolicy.max_total_s); a poll's worth must
-            # finish well within the poll interval, or the group hands the partition on meanwhile.
-            max_poll_records=10,
+            max_poll_records=500,
+            # Commands of a refused credential or a long Retry-After wait in memory meanwhile.
             max_poll_interval_ms=1_800_000,
         )
-        runner = self
-
-        class ReloadLedgerOnAssign(ConsumerRebalanceListener):
-            # Partitions that come from another instance come with commands it may have done.
-            # Only a flag here: the listener runs inside poll(), where a long read would stall
-            # the group protocol. The first assignment needs none: start() just read the ledger.
-            first = True
-
-            def on_partitions_revoked(self, revoked: Any) -> None:
-                pass
-
-            def on_partitions_assigned(self, assigned: Any) -> None:
-                if assigned and not self.first:
-                    runner._reload_ledger = True
-                self.first = False
-
-        consumer.subscribe([self.topics.commands(self.name)], listener=ReloadLedgerOnAssign())
+        consumer.subscribe([self.topics.commands(self.name)], listener=_Rebalance(self))
         return consumer
 
-    def _poll(self) -> dict[Any, list[Any]]:
-        assert self._consumer is not None
-        return self._consumer.poll(timeout_ms=500)
+    def _poll(self, pause: bool, resume: bool) -> tuple[dict[Any, list[Any]], set[int], set[int]]:
+        consumer = self._consumer
+        assert consumer is not None
+        if pause and not self._paused:
+            consumer.pause(*consumer.assignment())
+            self._paused = True
+        elif resume and self._paused:
+            consumer.resume(*consumer.assignment())
+            self._paused = False
+        self._commit()
+        batches = consumer.poll(timeout_ms=100 if self.in_flight else 500)
+        with self._lock:
+            assigned, self._assigned_new = self._assigned_new, set()
+            revoked, self._revoked = self._revoked, set()
+        fresh = assigned - self.ledger.partitions  # an eager rebalance hands back what it took
+        if fresh:
+            # Before their first command: what was done on these partitions, by anyone.
+            self.ledger.load(self._bootstrap, self.topics.ledger, fresh, client_id=f"{self._client_id}-ledger")
+        if assigned:
+            self._owned |= assigned
+            metrics.LEDGER_SIZE.labels(self.name).set(len(self.ledger))
+            if self._paused:
+                consumer.pause(*consumer.assignment())
+        return batches, assigned, revoked - assigned
 
-    def _commit(self, offsets: dict[TopicPartition, int]) -> bool:
-        assert self._consumer is not None
+    def _commit(self, now: bool = False) -> None:
+        if not now and time.monotonic() - self._last_commit < self.commit_interval_s:
+            return
+        self._last_commit = time.monotonic()
+        with self._lock:
+            ready, self._commit_ready = self._commit_ready, {}
+        self._commit_offsets(ready)
+
+    def _commit_offsets(self, ready: dict[int, int]) -> None:
+        consumer = self._consumer
+        if not ready or consumer is None:
+            return
+        topic = self.topics.commands(self.name)
+        owned = {tp.partition for tp in consumer.assignment()}
+        offsets = {TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in ready.items() if p in owned}
+        if not offsets:
+            return
         try:
-            self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
+            consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
             # The ledger makes the redelivery that follows harmless.
             log.warning(
                 "sink %s: offset commit failed (%s); the next owner re-reads, the ledger de-duplicates", self.name, exc
             )
-            return False
-        return True
 
     def _close(self) -> None:
         if self._consumer is not None:
             self._consumer.close()
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """Runs on the consumer thread inside poll(). Revoked partitions get their finished offsets
+    committed here, while they are still ours; assigned ones are loaded after poll returns."""
+
+    def __init__(self, runner: SinkRunner) -> None:
+        self.runner = runner
+
+    def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        runner = self.runner
+        partitions = {tp.partition for tp in revoked}
+        with runner._lock:
+            ready = {p: o for p, o in runner._commit_ready.items() if p in partitions}
+            for p in partitions:
+                runner._commit_ready.pop(p, None)
+            runner._revoked |= partitions
+        runner._commit_offsets(ready)
+
+    def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        with self.runner._lock:
+            self.runner._assigned_new |= {tp.partition for tp in assigned}
+
+
+__all__ = ["Lane", "SinkRunner"]

@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from connectors.base import Publisher, Unauthorized, WebhookRequest, WebhookResponse, WebhookRoute, WebhookSource
 from connectors.errors import RetriableError, SkippableError
+from connectors.runtime import health
 from connectors.runtime.deadletter import send_to_dead_letters, webhook_dead_letter
 from connectors.runtime.http_body import BodyTimeout, BodyTooLarge, ClientGone, client_gone, read_body
 from connectors.runtime.limits import MAX_WEBHOOK_BODY_BYTES
@@ -231,7 +232,7 @@ async def metrics_view(_request: web.Request) -> web.Response:
 
 
 async def healthz_view(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return web.json_response(health.report())
 
 
 def build_app(

@@ -20,6 +20,7 @@ import httpx
 
 from connectors import errors
 from connectors.errors import (
+    AuthError,
     BackpressureError,
     ConnectorError,
     FatalError,
@@ -36,8 +37,19 @@ log = logging.getLogger(__name__)
 #: Slack asks us to slow down. `ratelimited` is what the API sends; `rate_limited` is how the
 #: Web API spec's error enums spell it.
 RATE_LIMITED = frozenset({"ratelimited", "rate_limited"})
-#: The token or the app is wrong: no command will succeed until someone fixes the config.
-FATAL = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked", "missing_scope", "no_permission"})
+#: The token or the app is wrong: no command will succeed until someone fixes the credential
+#: (the sink pauses until it works again).
+AUTH = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "missing_scope",
+        "no_permission",
+    }
+)
 #: This one message cannot be posted or updated (gone, archived, too long, ...): skip it.
 SKIPPABLE = frozenset(
     {
@@ -79,7 +91,9 @@ def raise_for_slack(response: httpx.Response, *, method: str) -> dict[str, Any]:
         )
     if code in SKIPPABLE:
         raise SkippableError(message, status=status)
-    # FATAL, and every code we do not know: retrying the same call will not change Slack's mind.
+    if code in AUTH:
+        raise AuthError(message, status=status)
+    # Every code we do not know: retrying the same call will not change Slack's mind.
     raise FatalError(message, status=status)
 
 
@@ -126,6 +140,11 @@ class SlackClient:
                     "Accept": "application/json",
                 },
                 timeout=httpx.Timeout(self._config.request_timeout_s),
+                # As many pooled connections as the sink has calls in flight: none opened per call.
+                limits=httpx.Limits(
+                    max_connections=self._config.max_concurrency,
+                    max_keepalive_connections=self._config.max_concurrency,
+                ),
                 transport=self._transport,
             )
         return self._http

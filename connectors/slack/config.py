@@ -7,6 +7,25 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 
+class SlackRateLimits(BaseModel):
+    """Slack's published limits (api.slack.com/apis/rate-limits): chat.postMessage about one
+    message per second per channel with short bursts; chat.update, chat.delete and
+    conversations.replies are Tier 3 (50+ per minute per workspace). threadlink keeps under them
+    so Slack rarely has to answer 429; when it does, that channel waits for Retry-After and the
+    others go on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages_per_channel_per_s: float = Field(
+        default=1.0, gt=0, description="Messages posted into one channel per second, on average."
+    )
+    channel_burst: int = Field(default=3, ge=1, description="Messages one channel may take at once.")
+    tier3_per_minute: float = Field(
+        default=50, gt=0, description="Calls per minute of each Tier 3 method (chat.update, chat.delete, ...)."
+    )
+    tier3_burst: int = Field(default=10, ge=1, description="Tier 3 calls of one method at once.")
+
+
 class SlackConfig(BaseModel):
     """One Slack app (bot token + signing secret). Example (threadlink.yaml)::
 
@@ -63,6 +82,10 @@ class SlackConfig(BaseModel):
         "Left unset, it is learned with auth.test at start.",
     )
     request_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one Web API call, in seconds.")
+    rate_limits: SlackRateLimits = Field(
+        default_factory=SlackRateLimits, description="The limits the sink keeps (Slack's, by default)."
+    )
+    max_concurrency: int = Field(default=64, ge=1, le=1024, description="Web API calls in flight at once.")
 
     @field_validator("api_base_url")
     @classmethod

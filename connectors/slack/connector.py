@@ -20,10 +20,9 @@ def build(config: Any, ctx: ConnectorContext) -> ConnectorParts:
     identity = SlackIdentity(
         bot_user_id=config.bot_user_id, bot_id=config.bot_id, app_id=config.app_id, workspace_url=config.workspace_url
     )
-    return ConnectorParts(
-        webhooks=[SlackEventsSource(config, ctx, identity, client=client)],
-        sink=SlackSink(client, identity),
-    )
+    sink = SlackSink(client, identity, config.rate_limits)
+    sink.max_concurrency = config.max_concurrency
+    return ConnectorParts(webhooks=[SlackEventsSource(config, ctx, identity, client=client)], sink=sink)
 
 
 PLUGIN = ConnectorPlugin(

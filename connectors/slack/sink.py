@@ -7,11 +7,12 @@ import logging
 import re
 from typing import Any
 
-from connectors.base import Sink
+from connectors.base import Lane, Sink
 from connectors.errors import ConnectorError, RetriableError, SkippableError
 from connectors.runtime.dedup import RecentIds
 from connectors.slack.cards import is_card_of, message_block, plain_text, render_card
 from connectors.slack.client import SlackClient, outcome_unknown
+from connectors.slack.config import SlackRateLimits
 from connectors.slack.mapping import SlackIdentity
 from schemas.commands import Command, DeleteCard, PostCard, PostMessage, UpdateCard
 from schemas.envelope import Envelope
@@ -70,10 +71,22 @@ class SlackSink(Sink):
     #: How long they are remembered: well past the runtime's retries, for dead-letter replays.
     unsure_ttl_s = 7 * 24 * 3600.0
 
-    def __init__(self, client: SlackClient, identity: SlackIdentity) -> None:
+    def __init__(self, client: SlackClient, identity: SlackIdentity, limits: SlackRateLimits | None = None) -> None:
         self._client = client
         self._identity = identity
         self._unsure = RecentIds(max_items=self.unsure_limit, ttl_s=self.unsure_ttl_s)
+        self._limits = limits or SlackRateLimits()
+
+    def lanes(self, command: Command) -> list[Lane]:
+        """Posts share their channel's lane; updates and deletions their Tier 3 method's."""
+        limits = self._limits
+        channel, _ = slack_address(command.destination) if hasattr(command, "destination") else ("", None)
+        if isinstance(command, PostCard | PostMessage):
+            return [Lane(f"channel:{channel}", limits.messages_per_channel_per_s, limits.channel_burst)]
+        method = {"update_card": "chat.update", "delete_card": "chat.delete"}.get(command.kind)
+        if method is None:
+            return []
+        return [Lane(f"method:{method}", limits.tier3_per_minute / 60, limits.tier3_burst)]
 
     async def start(self) -> None:
         """Learn threadlink's own ids with auth.test when they are not configured; a bad token

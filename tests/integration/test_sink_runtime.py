@@ -21,10 +21,9 @@ from schemas.envelope import Envelope
 from schemas.ledger import LedgerEntry
 from schemas.outcomes import Effect
 from schemas.records import RecordRef
-from schemas.topics import TopicNames
-from tests.integration.kafka_helpers import envelopes
+from schemas.topics import SINK_PARTITIONS, TopicNames
+from tests.integration.kafka_helpers import envelopes, partition_of
 from threadlink.config import Settings
-from threadlink.topics_admin import apply_topics
 
 pytestmark = pytest.mark.integration
 
@@ -49,13 +48,8 @@ class ScriptedSink(Sink):
 
 
 @pytest.fixture
-def topics(kafka_bootstrap: str, namespace: str, request: pytest.FixtureRequest) -> TopicNames:
-    ns = f"{namespace}-{request.node.name[-20:].lower().replace('_', '-')}"
-    settings = Settings(
-        kafka={"bootstrap_servers": kafka_bootstrap, "namespace": ns}, connectors={"echo": {"type": "slack"}}
-    )
-    apply_topics(settings)
-    return settings.kafka.topics
+def topics(sink_topics: TopicNames) -> TopicNames:
+    return sink_topics
 
 
 def fetch(key: str, salt: str = "") -> Envelope[Command]:
@@ -189,10 +183,14 @@ async def test_a_command_started_before_a_crash_is_flagged_outcome_unknown(
 ) -> None:
     publisher = KafkaPublisher(kafka_bootstrap, client_id="tests")
     crashed, fresh = fetch("CRASH-1"), fetch("NEW-1")
-    # What a sink that died during the API call leaves behind: an `attempted` entry, no `done`.
+    # What a sink that died during the API call leaves behind: an `attempted` entry, no `done`,
+    # in the ledger partition numbered like the command's.
     attempted = LedgerEntry(command_id=crashed.data.command_id, target="echo", state="attempted", at=datetime.now(UTC))
     await publisher.publish(
-        topics.ledger, attempted.command_id, Envelope.wrap(attempted, type=events.LEDGER_DONE, source_system="tests")
+        topics.ledger,
+        attempted.command_id,
+        Envelope.wrap(attempted, type=events.LEDGER_DONE, source_system="tests"),
+        partition=partition_of("k", SINK_PARTITIONS),
     )
     for envelope in (crashed, fresh):
         await publisher.publish(topics.commands("echo"), "k", envelope)

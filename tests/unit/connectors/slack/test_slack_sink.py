@@ -12,7 +12,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from connectors.errors import BackpressureError, ConnectorError, FatalError, RetriableError, SkippableError
+from connectors.errors import AuthError, BackpressureError, ConnectorError, FatalError, RetriableError, SkippableError
 from connectors.slack.cards import card_blocks, card_text, message_block
 from connectors.slack.client import SlackClient, TransientAnswer
 from connectors.slack.mapping import SlackIdentity
@@ -199,7 +199,7 @@ async def test_deleting_a_card_that_is_already_gone_is_done_without_a_side_effec
         ("channel_not_found", SkippableError),
         ("ratelimited", BackpressureError),
         ("internal_error", TransientAnswer),
-        ("invalid_auth", FatalError),
+        ("invalid_auth", AuthError),
     ],
 )
 async def test_delete_errors_map_to_error_kinds(
@@ -307,12 +307,12 @@ async def test_a_bad_token_fails_at_start(fake_slack: FakeSlack) -> None:
         ("msg_too_long", SkippableError),
         ("invalid_blocks", SkippableError),
         ("ratelimited", BackpressureError),
-        ("invalid_auth", FatalError),
-        ("not_authed", FatalError),
-        ("account_inactive", FatalError),
-        ("token_revoked", FatalError),
-        ("missing_scope", FatalError),
-        ("no_permission", FatalError),
+        ("invalid_auth", AuthError),
+        ("not_authed", AuthError),
+        ("account_inactive", AuthError),
+        ("token_revoked", AuthError),
+        ("missing_scope", AuthError),
+        ("no_permission", AuthError),
         ("internal_error", TransientAnswer),  # a RetriableError whose outcome is unknown
         ("service_unavailable", TransientAnswer),
         ("some_error_slack_added_later", FatalError),
@@ -387,7 +387,7 @@ async def test_nobody_listening_is_retriable_and_names_no_token() -> None:
     [
         (httpx.Response(200, text="<html>login</html>"), FatalError, "not a JSON object"),
         (httpx.Response(200, json={"ok": False, "error": "Bearer xoxb-echo <script>"}), FatalError, "unexpected_error"),
-        (httpx.Response(401, json={"ok": False, "error": "invalid_auth"}), FatalError, "HTTP 401"),
+        (httpx.Response(401, json={"ok": False, "error": "invalid_auth"}), AuthError, "HTTP 401"),
         (
             httpx.Response(200, json={"ok": False, "error": "service_unavailable"}, headers={"Retry-After": "3"}),
             RetriableError,

@@ -1,0 +1,24 @@
+"""What /healthz reports: the parts of this process that are down, and why.
+
+A sink whose credential is refused is down, but the process is not broken: restarting it would
+not fix the credential. So /healthz stays 200 (a liveness probe must not restart it) and says
+`degraded` with the reasons; ops alert on `threadlink_sink_up == 0`.
+"""
+
+from __future__ import annotations
+
+_problems: dict[str, str] = {}
+
+
+def set_status(component: str, problem: str | None) -> None:
+    """`problem` None: the component works."""
+    if problem is None:
+        _problems.pop(component, None)
+    else:
+        _problems[component] = problem
+
+
+def report() -> dict[str, object]:
+    if not _problems:
+        return {"status": "ok"}
+    return {"status": "degraded", "problems": dict(sorted(_problems.items()))}

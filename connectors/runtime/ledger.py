@@ -39,7 +39,7 @@ class Done:
 
 
 class SinkLedger:
-    """In memory, per owned partition: done commands (with their effect), started ones whose
+    """In memory, per partition this sink owns or owned: done commands (with their effect), started ones whose
     outcome is unknown, and the highest rank done per coalesce key. Not thread-safe: loading
     runs on the consumer thread while the loop waits for it."""
 
@@ -49,6 +49,9 @@ class SinkLedger:
         self._done: dict[int, dict[str, Done]] = {}
         self._attempted: dict[int, dict[str, int]] = {}
         self._ranks: dict[int, dict[str, int]] = {}
+        self._read_to: dict[int, int] = {}
+        """Per partition, the ledger offset loading has read up to: loading it again (the
+        partition came back after a rebalance) reads only what was appended since."""
 
     def __len__(self) -> int:
         return sum(len(entries) for entries in self._done.values())
@@ -97,13 +100,6 @@ class SinkLedger:
         elif command_id not in done:
             attempted[command_id] = at_ms
 
-    def forget(self, partitions: Iterable[int]) -> None:
-        """Partitions handed to another instance: their entries are its business now."""
-        for partition in partitions:
-            self._done.pop(partition, None)
-            self._attempted.pop(partition, None)
-            self._ranks.pop(partition, None)
-
     def expire(self, now_ms: int | None = None) -> int:
         """Drop entries older than the window (insertion order is time order); returns how many."""
         horizon = (now_ms if now_ms is not None else int(time.time() * 1000)) - self.window_ms
@@ -145,12 +141,17 @@ class SinkLedger:
             tps = [TopicPartition(topic, p) for p in wanted]
             consumer.assign(tps)
             since = int(time.time() * 1000) - self.window_ms
-            starts = consumer.offsets_for_times({tp: since for tp in tps})
+            fresh = [tp for tp in tps if tp.partition not in self._read_to]
+            starts = consumer.offsets_for_times({tp: since for tp in fresh}) if fresh else {}
             ends = consumer.end_offsets(tps)
             pending = {}
             for tp in tps:
-                found = starts.get(tp)
-                start = found.offset if found is not None else ends[tp]
+                if tp.partition in self._read_to:
+                    start = self._read_to[tp.partition]
+                else:
+                    found = starts.get(tp)
+                    start = found.offset if found is not None else ends[tp]
+                self._read_to[tp.partition] = ends[tp]
                 if start < ends[tp]:
                     consumer.seek(tp, start)
                     pending[tp] = ends[tp]

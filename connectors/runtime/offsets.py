@@ -33,7 +33,7 @@ class OffsetTracker:
         while taken and taken[0] in finished:
             last = taken.popleft()
             finished.discard(last)
-        if last is None:
+        if last is None or last + 1 <= self._next.get(partition, -1):
             return None
         self._next[partition] = last + 1
         return last + 1

@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 
 COMMAND_ENVELOPE = TypeAdapter(Envelope[Command])
 
+#: How long a rebalance waits for the commands being carried out of the partitions it takes.
+REVOKE_GRACE_S = 5.0
 #: How long a sink waits before asking again with a credential that was refused (doubling).
 AUTH_PROBE_FIRST_S = 2.0
 AUTH_PROBE_MAX_S = 60.0
@@ -73,6 +75,7 @@ class Pending:
     record: Any
     envelope: Envelope[Command] | None
     """None: the record is not a command (it is dead-lettered in its turn)."""
+    generation: int = 0
     started: bool = False
     superseded_by: str | None = None
 
@@ -143,7 +146,15 @@ class SinkRunner:
         self._commit_ready: dict[int, int] = {}
         self._revoked: set[int] = set()
         self._assigned_new: set[int] = set()
-        self._owned: set[int] = set()
+        self._revoking: set[int] = set()
+        """Partitions being taken away: nothing more of them is started."""
+        self._running: dict[int, int] = {}
+        """Per partition, commands started and not finished (read by the rebalance listener)."""
+        self._generation: dict[int, int] = {}
+        """Per owned partition, which assignment of it this is: what was polled under an
+        earlier one is dropped (the partition's next owner re-reads it from the commit)."""
+        self._dropped: set[int] = set()
+        """Partitions taken away with polled work dropped: taken over again, read from the commit."""
         self._last_commit = 0.0
 
     @property
@@ -178,6 +189,14 @@ class SinkRunner:
                 if revoked:
                     self._give_away(revoked)
                 if assigned:
+                    # Partitions this instance dropped polled work of, now back (at once in an
+                    # eager rebalance, or later): re-read from their commit, not from this poll.
+                    handed_back = assigned & self._dropped
+                    self._dropped -= handed_back
+                    batches = {tp: rs for tp, rs in batches.items() if tp.partition not in handed_back}
+                    await self._in_thread(self._take_over, assigned, handed_back)
+                    for partition in assigned:
+                        self._generation[partition] = self._generation.get(partition, 0) + 1
                     log.info("sink %s: assigned partitions %s", self.name, sorted(assigned))
                 for records in batches.values():
                     for record in records:
@@ -198,7 +217,7 @@ class SinkRunner:
             envelope: Envelope[Command] | None = COMMAND_ENVELOPE.validate_json(record.value)
         except ValidationError:
             envelope = None
-        item = Pending(record, envelope)
+        item = Pending(record, envelope, generation=self._generation.get(int(record.partition), 0))
         self._offsets.take(item.partition, record.offset)
         queue = self._queues.get(item.key)
         if queue is None:
@@ -229,8 +248,8 @@ class SinkRunner:
         try:
             while queue.items and not self._stopping.is_set():
                 item = queue.items[0]
-                if item.partition not in self._owned:
-                    queue.items.popleft()  # given to another instance: it carries on from the commit
+                if not self._owns(item):
+                    queue.items.popleft()  # its partition was taken away: its next owner re-reads it
                     continue
                 wait = self._not_before_wait(item)
                 if wait > 0:
@@ -238,15 +257,22 @@ class SinkRunner:
                     await self._sleep(wait, queue.changed)
                     continue
                 item.started = True
-                await self._handle(item)
+                self._running[item.partition] = self._running.get(item.partition, 0) + 1
+                try:
+                    await self._handle(item)
+                finally:
+                    self._running[item.partition] -= 1
                 if queue.items and queue.items[0] is item:
                     queue.items.popleft()
-                if item.partition in self._owned:
+                if self._owns(item):
                     self._finished(item)
         finally:
             queue.task = None
             if self._queues.get(key) is queue and not queue.items:
                 del self._queues[key]
+
+    def _owns(self, item: Pending) -> bool:
+        return self._generation.get(item.partition) == item.generation and item.partition not in self._revoking
 
     def _not_before_wait(self, item: Pending) -> float:
         if item.envelope is None or item.superseded_by is not None:
@@ -492,14 +518,17 @@ class SinkRunner:
     # -- partitions coming and going -------------------------------------------------------
 
     def _give_away(self, partitions: set[int]) -> None:
-        """Partitions now owned by another instance: drop what of them is still waiting (that
-        instance starts from the last commit) and their ledger entries."""
-        self._owned -= partitions
+        """Partitions taken away (an eager rebalance takes them all, and may hand them back at
+        once): drop what of them is still waiting and their offsets. Their ledger entries stay: taken
+        over again, only what was appended since is read."""
+        for partition in partitions:
+            self._generation.pop(partition, None)
+        self._dropped |= partitions
         self._offsets.forget(partitions)
-        self.ledger.forget(partitions)
+        with self._lock:
+            self._revoking -= partitions
         for queue in self._queues.values():
             queue.changed.set()  # wake waiting keys: their heads may be gone
-        log.info("sink %s: partitions %s went to another instance", self.name, sorted(partitions))
 
     async def _finish_running(self) -> None:
         """On stop: commands being carried out get `stop_grace_s` to finish; waiting ones stay
@@ -546,16 +575,27 @@ class SinkRunner:
         with self._lock:
             assigned, self._assigned_new = self._assigned_new, set()
             revoked, self._revoked = self._revoked, set()
-        fresh = assigned - self.ledger.partitions  # an eager rebalance hands back what it took
-        if fresh:
-            # Before their first command: what was done on these partitions, by anyone.
-            self.ledger.load(self._bootstrap, self.topics.ledger, fresh, client_id=f"{self._client_id}-ledger")
-        if assigned:
-            self._owned |= assigned
-            metrics.LEDGER_SIZE.labels(self.name).set(len(self.ledger))
-            if self._paused:
-                consumer.pause(*consumer.assignment())
-        return batches, assigned, revoked - assigned
+        return batches, assigned, revoked
+
+    def _take_over(self, partitions: set[int], handed_back: set[int]) -> None:
+        """Before the first command of newly assigned partitions: what was done on them, by
+        anyone (the ledger's partitions of the same numbers)."""
+        consumer = self._consumer
+        assert consumer is not None
+        # What was polled under the earlier assignment and not finished was dropped: read again
+        # from the commit (kafka-python keeps the position of a partition handed straight back).
+        topic = self.topics.commands(self.name)
+        for partition in handed_back:
+            tp = TopicPartition(topic, partition)
+            committed = consumer.committed(tp)
+            if committed is None:
+                consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+        self.ledger.load(self._bootstrap, self.topics.ledger, partitions, client_id=f"{self._client_id}-ledger")
+        metrics.LEDGER_SIZE.labels(self.name).set(len(self.ledger))
+        if self._paused:
+            consumer.pause(*consumer.assignment())
 
     def _commit(self, now: bool = False) -> None:
         if not now and time.monotonic() - self._last_commit < self.commit_interval_s:
@@ -588,21 +628,28 @@ class SinkRunner:
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    """Runs on the consumer thread inside poll(). Revoked partitions get their finished offsets
-    committed here, while they are still ours; assigned ones are loaded after poll returns."""
+    """Runs on the consumer's IO thread inside poll(), where no blocking consumer call may be
+    made: it only waits and flags."""
 
     def __init__(self, runner: SinkRunner) -> None:
         self.runner = runner
 
     def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        # Like Kafka Connect's flush on revoke: nothing more of these partitions is started, and
+        # the commands being carried out get REVOKE_GRACE_S to finish, so their next owner finds
+        # them done in the ledger (or at worst `attempted`: outcome unknown, it checks). What
+        # finished after the last commit is re-read by that owner and answered from the ledger.
         runner = self.runner
         partitions = {tp.partition for tp in revoked}
         with runner._lock:
-            ready = {p: o for p, o in runner._commit_ready.items() if p in partitions}
+            runner._revoking |= partitions
+        deadline = time.monotonic() + REVOKE_GRACE_S
+        while any(runner._running.get(p, 0) for p in partitions) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with runner._lock:
             for p in partitions:
                 runner._commit_ready.pop(p, None)
             runner._revoked |= partitions
-        runner._commit_offsets(ready)
 
     def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         with self.runner._lock:

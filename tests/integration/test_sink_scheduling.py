@@ -135,7 +135,16 @@ def runner_for(sink: Sink, bootstrap: str, topics: TopicNames, publisher: KafkaP
 
 
 async def publish_all(publisher: KafkaPublisher, topics: TopicNames, commands: list[Envelope[Command]]) -> None:
-    await asyncio.gather(*(publisher.publish(topics.commands("echo"), channel_of(c.data), c) for c in commands))
+    """Each channel's commands in their order (one after the other), channels side by side."""
+    by_channel: dict[str, list[Envelope[Command]]] = defaultdict(list)
+    for envelope in commands:
+        by_channel[channel_of(envelope.data)].append(envelope)
+
+    async def in_order(channel: str, envelopes: list[Envelope[Command]]) -> None:
+        for envelope in envelopes:
+            await publisher.publish(topics.commands("echo"), channel, envelope)
+
+    await asyncio.gather(*(in_order(channel, envelopes) for channel, envelopes in by_channel.items()))
 
 
 async def test_keys_run_side_by_side_and_each_keeps_its_order(kafka_bootstrap: str, topics: TopicNames) -> None:
@@ -150,6 +159,30 @@ async def test_keys_run_side_by_side_and_each_keeps_its_order(kafka_bootstrap: s
     assert sorted(sink.executed) == sorted(c.data.command_id for c in commands)
     assert all(order == list(range(10)) for order in sink.by_channel.values())
     assert sink.most_at_once > 1  # concurrently across keys
+    publisher.close()
+
+
+async def test_two_replicas_share_the_partitions_and_do_each_command_once(
+    kafka_bootstrap: str, topics: TopicNames
+) -> None:
+    publisher = KafkaPublisher(kafka_bootstrap, client_id="tests")
+    first_half = [command(f"C{c}", n) for n in range(10) for c in range(30)]
+    second_half = [command(f"C{c}", n) for n in range(10, 20) for c in range(30)]
+    one, two = ChannelSink(), ChannelSink()
+    async with running(runner_for(one, kafka_bootstrap, topics, publisher)):
+        await publish_all(publisher, topics, first_half)
+        await until(lambda: len(one.executed) >= 50, what="the first replica at work")
+        # A second replica joins mid-stream: the group rebalances while commands are in flight.
+        async with running(runner_for(two, kafka_bootstrap, topics, publisher)):
+            await publish_all(publisher, topics, second_half)
+            everything = {c.data.command_id for c in first_half + second_half}
+            await until(lambda: set(one.executed) | set(two.executed) >= everything, what="every command")
+            assert two.executed  # the second replica took partitions over
+
+    done = one.executed + two.executed
+    assert len(done) == len(set(done))  # none carried out twice
+    for sink in (one, two):  # each channel's commands in order, on whichever replica ran them
+        assert all(order == sorted(order) for order in sink.by_channel.values())
     publisher.close()
 
 

@@ -41,14 +41,6 @@ def test_entries_older_than_the_window_expire() -> None:
     assert ledger.done(0, "old") is None and ledger.done(0, "new") is not None
 
 
-def test_partitions_given_away_are_forgotten() -> None:
-    ledger = SinkLedger("slack")
-    ledger.note(0, entry("a"))
-    ledger.note(1, entry("b"))
-    ledger.forget([0])
-    assert len(ledger) == 1 and ledger.partitions == {1}
-
-
 def test_loaded_entries_of_other_sinks_and_garbage_are_skipped() -> None:
     ledger = SinkLedger("slack")
     ours = b'{"data": {"command_id": "c1", "target": "slack", "state": "done", "at": "2026-12-02T12:00:00Z"}}'

@@ -204,6 +204,8 @@ def catalog(names: TopicNames, command_targets: list[str] | tuple[str, ...]) -> 
                 f"Commands for the {target} connector's sink.",
                 partitions=SINK_PARTITIONS,
                 partition_group="sinks",
+                # Never longer than the ledger remembers: nothing re-read is older than it.
+                retention_ms=LEDGER_RETENTION_MS,
             )
         )
     return specs

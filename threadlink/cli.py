@@ -261,9 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
         topics,
         "apply",
         "create or update the catalog's topics on the broker",
-        "Creates missing topics, adds partitions where the catalog has more, and applies the catalog's\n"
-        "configs (other settings are kept). Never deletes a topic and never shrinks one (Kafka cannot).\n"
-        "Waits until every broker lists every topic with its partition leaders.",
+        "Creates missing topics and applies the catalog's configs (other settings are kept). Adds\n"
+        "partitions only where no key's state depends on its partition: keyed, compacted or\n"
+        "co-partitioned topics are refused with a REFUSED line saying how to migrate (exit 1; see\n"
+        "docs/architecture.md, 'Changing partition counts'). Never deletes a topic and never shrinks\n"
+        "one (Kafka cannot). Waits until every broker lists every topic with its partition leaders.",
         cmd_topics_apply,
     )
     leaf(

@@ -25,14 +25,12 @@ kafka-up: setup
 kafka-down:
 	python3 deploy/kafka/local_kafka.py down
 
-bench: setup
-	.venv/bin/python bench/webhook_memory.py
-
 schemas: setup
 	.venv/bin/threadlink schemas export
 
-# About 6 minutes (at most 12); writes bench/results.md and bench/results.json.
+# About 11 minutes (at most 14); writes bench/results.md, bench/results.json and bench/latency.png.
 # make bench SIZES=10000,100000,1000000 LABEL=before
+# make bench BENCH_ARGS="--only sinks,latency"
 bench: setup
 	.venv/bin/python -m bench $(if $(SIZES),--sizes $(SIZES)) $(if $(LABEL),--label $(LABEL)) $(BENCH_ARGS)
 

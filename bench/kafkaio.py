@@ -20,6 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from kafka import TopicPartition as SyncTopicPartition
 from kafka.admin import KafkaAdminClient, OffsetSpec
+from kafka.partitioner.default import murmur2
 
 from bench.budget import Deadline, StepTimeout
 
@@ -104,10 +105,11 @@ def produce(
     *,
     deadline: Deadline,
     progress: Callable[[int], None] | None = None,
+    partition: int | None = None,
 ) -> Produced:
     """Produce (key, value) records, acks=all, keyed like every producer of the project
-    (murmur2). Raises StepTimeout past the deadline."""
-    return asyncio.run(_produce(bootstrap, topic, records, deadline, progress))
+    (murmur2), or all into `partition`. Raises StepTimeout past the deadline."""
+    return asyncio.run(_produce(bootstrap, topic, records, deadline, progress, partition))
 
 
 async def _produce(
@@ -116,6 +118,7 @@ async def _produce(
     records: Iterable[tuple[bytes, bytes]],
     deadline: Deadline,
     progress: Callable[[int], None] | None,
+    partition: int | None = None,
 ) -> Produced:
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024, client_id="threadlink-bench"
@@ -125,7 +128,7 @@ async def _produce(
     futures: list[asyncio.Future[Any]] = []
     try:
         for count, (key, value) in enumerate(records, 1):
-            futures.append(await producer.send(topic, key=key, value=value))
+            futures.append(await producer.send(topic, key=key, value=value, partition=partition))
             if count % 5000 == 0:
                 deadline.check(f"producing to {topic}")
                 if progress:
@@ -136,6 +139,11 @@ async def _produce(
         await producer.stop()
     positions = [(m.partition, m.offset) for m in metadata]
     return Produced(len(positions), time.perf_counter() - started, positions)
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition the project's producers (murmur2, like Kafka's default) give `key`."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def read_outputs(bootstrap: str, topic: str, partitions: list[int], *, timeout_s: float = 120) -> list[Output]:

@@ -26,6 +26,16 @@ def _die_with_parent() -> None:
         pass
 
 
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    total = times.user + times.system
+    for child in process.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            child_times = child.cpu_times()
+            total += child_times.user + child_times.system
+    return total
+
+
 class Child:
     def __init__(self, name: str, argv: list[str], log: Path, *, cwd: Path, env: dict[str, str] | None = None) -> None:
         self.name, self.argv, self.log, self.cwd = name, argv, log, cwd
@@ -33,6 +43,8 @@ class Child:
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_at = 0.0
         self.samples: list[tuple[float, int]] = []
+        self.cpu_samples: list[tuple[float, float]] = []
+        """(monotonic time, CPU seconds of the process tree so far)."""
         self._sampler: threading.Thread | None = None
         self._stop_sampling = threading.Event()
 
@@ -50,7 +62,7 @@ class Child:
                 preexec_fn=_die_with_parent,
             )
         self.started_at = time.monotonic()
-        self.samples = []
+        self.samples, self.cpu_samples = [], []
         self._stop_sampling.clear()
         self._sampler = threading.Thread(target=self._sample, name=f"rss-{self.name}", daemon=True)
         self._sampler.start()
@@ -65,13 +77,23 @@ class Child:
                 for child in process.children(recursive=True):
                     with contextlib.suppress(psutil.Error):
                         rss += child.memory_info().rss
-                self.samples.append((time.monotonic(), rss))
+                now = time.monotonic()
+                self.samples.append((now, rss))
+                self.cpu_samples.append((now, _cpu_seconds(process)))
                 self._stop_sampling.wait(SAMPLE_EVERY_S)
         except psutil.Error:
             return  # it exited
 
     def peak_rss(self, since: float = 0.0, until: float = float("inf")) -> int:
         return max((rss for t, rss in list(self.samples) if since <= t <= until), default=0)
+
+    def cpu_used(self, since: float, until: float) -> tuple[float, float] | None:
+        """(CPU seconds the process tree used, seconds of wall time) between the first and the
+        last sample inside two monotonic times (samples are 0.2 s apart)."""
+        inside = [(t, cpu) for t, cpu in list(self.cpu_samples) if since <= t <= until]
+        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+            return None
+        return inside[-1][1] - inside[0][1], inside[-1][0] - inside[0][0]
 
     def rss(self) -> int:
         return self.samples[-1][1] if self.samples else 0

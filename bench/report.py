@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -80,6 +81,14 @@ def new_run(args: argparse.Namespace, run_id: str) -> dict[str, Any]:
             "measure_s": args.measure_s,
             "step_limit_s": args.step_limit,
             "max_minutes": args.max_minutes,
+            "sink_commands": args.sink_commands,
+            "hot_commands": args.hot_commands,
+            "other_commands": args.other_commands,
+            "ledger_entries": args.ledger_entries,
+            "latency_rates": args.latency_rates,
+            "latency_s": args.latency_s,
+            "latency_threads": args.latency_threads,
+            "only": sorted(args.only),
         },
         "figures": {},
         "aborted": None,
@@ -128,7 +137,76 @@ def write(out: Path, record: dict[str, Any]) -> list[Path]:
     runs.append(record)
     json_path.write_text(json.dumps({"format": FORMAT, "runs": runs}, indent=2) + "\n")
     md_path.write_text(render(runs))
-    return [md_path, json_path]
+    written = [md_path, json_path]
+    plot = plot_latency(record["figures"].get("latency"), out / "latency.png", record)
+    return written + ([plot] if plot else [])
+
+
+def _latency_rates(latency: Any) -> list[tuple[int, dict[str, Any]]]:
+    """(offered rate, figure) of the rates measured, lowest first."""
+    if not isinstance(latency, dict) or not isinstance(latency.get("rates"), dict):
+        return []
+    rates = [(int(rate), figure) for rate, figure in latency["rates"].items() if not _missing(figure)]
+    return sorted(rates)
+
+
+def plot_latency(latency: Any, path: Path, record: dict[str, Any]) -> Path | None:
+    """bench/latency.png: p50/p95/p99 of the end-to-end latency against the offered rate. A
+    percentile among the cards that never came within the drain time is drawn at that bound,
+    hollow."""
+    rates = _latency_rates(latency)
+    if not rates:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for name, colour in (("p50", "tab:blue"), ("p95", "tab:orange"), ("p99", "tab:red")):
+        xs, ys, open_xs, open_ys = [], [], [], []
+        for rate, point in rates:
+            value = point["latency_ms"].get(name)
+            if value is not None:
+                xs.append(rate)
+                ys.append(value)
+            else:  # among the cards still missing: slower than the drain bound
+                open_xs.append(rate)
+                open_ys.append((point["drain_s"] + latency.get("seconds_per_rate", 0)) * 1000)
+        axes.plot(xs, ys, marker="o", color=colour, label=name)
+        if open_xs:
+            axes.scatter(open_xs, open_ys, marker="^", facecolors="none", edgecolors=colour)
+    axes.axhline(250, color="grey", linestyle="--", linewidth=1)
+    axes.text(rates[0][0], 260, "target p99 at 1,000/s: 250 ms", color="grey", fontsize=8)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda value, _pos: f"{value:,.0f}")
+    axes.set_xticks([rate for rate, _ in rates])
+    axes.xaxis.set_major_formatter(plain)
+    axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axes.yaxis.set_major_formatter(plain)
+    axes.set_xlabel("offered rate (Slack messages/s, signed webhooks)")
+    axes.set_ylabel("webhook accepted -> card posted (ms)")
+    commit = (record.get("git", {}).get("commit") or "?")[:9]
+    axes.set_title(f"threadlink end-to-end latency ({record.get('date', '')[:10]}, {commit})", fontsize=10)
+    for rate, point in rates:
+        axes.annotate(
+            f"{_num(point.get('cards_per_s'))} cards/s",
+            (rate, axes.get_ylim()[0]),
+            textcoords="offset points",
+            xytext=(0, 4),
+            ha="center",
+            fontsize=7,
+            color="dimgrey",
+        )
+    axes.grid(True, which="both", linewidth=0.3)
+    unreached = any(point["latency_ms"].get(p) is None for _, point in rates for p in PCTS)
+    axes.legend(title="hollow: not reached" if unreached else None, fontsize=8, title_fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
 
 
 # --------------------------------------------------------------------------- markdown
@@ -239,6 +317,15 @@ def render(runs: list[dict[str, Any]]) -> str:
             "pass-through rate.",
         ]
     lines += _tables_section(figures.get("tables", {}))
+    lines += _sinks_section(figures.get("sinks"))
+    lines += _section(
+        "End-to-end latency (signed webhook accepted -> card posted)", figures.get("latency"), _latency_lines
+    )
+    lines += _section(
+        "Webhook memory under hostile load (the real connectors process)",
+        figures.get("webhook_memory"),
+        _webhook_memory_lines,
+    )
     lines += _workload_section(figures.get("workload"), settings)
     lines += _comparison_section(runs)
     lines += _method_section()
@@ -269,6 +356,142 @@ def _phase_cells(phase: dict[str, Any], took: str, rate: Any) -> list[str]:
     if missing:
         return [missing, "", "", ""]
     return [took, f"{_num(rate)} records/s", _mib(phase["peak_rss_bytes"]), _mib(phase["settled_rss_bytes"])]
+
+
+def _ms(value: Any) -> str:
+    return f"{value:,.0f} ms" if isinstance(value, int | float) else "-"
+
+
+def _sinks_section(sinks: Any) -> list[str]:
+    if not isinstance(sinks, dict):
+        return []
+    lines = [
+        "",
+        "## Slack sink (the real connectors process, against a fake Slack)",
+        "",
+        "| figure | rate | CPU per command | cores used | peak RSS | how it ended |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for part, title in (
+        ("throughput", "throughput, limits out of the way"),
+        ("per_channel", "Slack's per-channel limit (1/s)"),
+    ):
+        figure: Any = sinks.get(part)
+        missing = _missing(figure)
+        if missing:
+            lines.append(f"| {title} | {missing} | | | | |")
+            continue
+        if part == "throughput":
+            rate = f"{_num(figure['commands_per_s'])} commands/s"
+            note = (
+                f"{_num(figure['outcomes'])} of {_num(figure['commands'])} commands done over "
+                f"{_num(figure['channels'])} channels and {_num(figure['threads'])} threads in "
+                f"{_num(figure['window_s'], 1)} s (fake: {_num(figure['posts_per_s_at_fake'])} posts/s); first outcome "
+                f"{_num(figure.get('startup_s'), 1)} s after the process started"
+            )
+        else:
+            rate = f"{_num(figure['commands_per_s_all_channels_busy'])} commands/s while every channel was busy"
+            note = (
+                f"{_num(figure['outcomes'])} of {_num(figure['commands'])} commands; 429s from the fake: "
+                f"**{_num(figure['rate_limited_429'])}**; most posts in any 1 s of one channel: "
+                f"**{_num(figure['max_posts_in_1s_any_channel'])}**"
+            )
+        lines.append(
+            f"| {title} | {rate} | {_num(figure.get('sink_cpu_ms_per_command'), 2)} ms | "
+            f"{_num(figure.get('sink_cores_used'), 2)} | {_mib(figure.get('peak_rss_bytes'))} | {note} |"
+        )
+    figure = sinks.get("per_channel")
+    if not _missing(figure):
+        lines += [
+            "",
+            f"Per-channel limit: one hot channel got {_num(figure['hot_channel_commands'])} commands, each of the "
+            f"other {_num(figure['channels'] - 1)} got {_num(figure['other_channel_commands'])}. The others were "
+            f"done {_num(figure['others_done_s_median'], 1)} s (median; last {_num(figure['others_done_s_max'], 1)} s) "
+            f"after the first post, the hot one after {_num(figure['hot_done_s'], 1)} s: it waits on its own lane, "
+            "the others do not wait for it.",
+        ]
+    figure = sinks.get("ledger_restart")
+    missing = _missing(figure)
+    lines += ["", "| ledger entries | written in | sink serves after | peak RSS | settled RSS | redelivered skipped |"]
+    lines.append("| ---: | ---: | ---: | ---: | ---: | --- |")
+    if missing:
+        lines.append(f"| - | {missing} | | | | |")
+    else:
+        statuses = figure.get("outcome_statuses", {})
+        skipped = "yes" if statuses.get("redelivered") == 1 and figure.get("posts") == 1 else f"no: {statuses}"
+        lines.append(
+            f"| {_num(figure['ledger_entries'])} | {_num(figure['ledger_write_s'], 1)} s | "
+            f"**{_num(figure['serve_s'], 1)} s** | {_mib(figure['peak_rss_bytes'])} | "
+            f"{_mib(figure['settled_rss_bytes'])} | {skipped} |"
+        )
+    return lines
+
+
+def _pair(value: Any, first: str, second: str) -> str:
+    if not isinstance(value, dict):
+        return "-"
+    return f"{_ms(value.get(first))} / {_ms(value.get(second))}"
+
+
+def _section(title: str, figure: Any, body: Callable[[dict[str, Any]], list[str]]) -> list[str]:
+    """A section of a step's figure (none when the run did not have the step): its heading,
+    then its body, or why it was not measured."""
+    if not isinstance(figure, dict):
+        return []
+    missing = _missing(figure)
+    return ["", f"## {title}", "", *([missing] if missing else body(figure))]
+
+
+def _latency_lines(latency: dict[str, Any]) -> list[str]:
+    lines = [
+        f"{_num(latency['threads'])} threads in {_num(latency['channels'])} channels, each message mentions one of "
+        f"{_num(latency['tickets'])} tickets already in the table (no Jira fetch); each rate offered open-loop for "
+        f"{_num(latency['seconds_per_rate'])} s. A percentile shown as `>` fell among cards not posted "
+        "within the drain time after the offer ended. Plot: [latency.png](latency.png).",
+        "",
+        "| offered | sent | accepted (HTTP 200) | cards posted | p50 | p95 | p99 | accepted -> command p50 / p99 "
+        "| command -> post p50 / p99 | webhook answer p50 / p99 | backlog |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for rate, figure in sorted(latency.get("rates", {}).items(), key=lambda item: int(item[0])):
+        missing = _missing(figure)
+        if missing:
+            lines.append(f"| {_num(int(rate))}/s | {missing} | | | | | | | | | |")
+            continue
+        bound = f"> {_num(figure['drain_s'])} s"
+        cells = [_ms(figure["latency_ms"][p]) if figure["latency_ms"][p] is not None else bound for p in PCTS]
+        backlog = (
+            "none"
+            if figure["drained"]
+            else f"{_num(figure['accepted'] - figure['cards'])} cards not posted {_num(figure['drain_s'])} s after"
+        )
+        probe = " (probe near capacity)" if figure.get("near_capacity_probe") else ""
+        lines.append(
+            f"| {_num(int(rate))}/s{probe} | {_num(figure['sent_per_s'])}/s | {_num(figure['accepted_per_s'])}/s "
+            f"({_num(figure['accepted'])}) | {_num(figure['cards_per_s'])}/s ({_num(figure['cards'])}) | "
+            + " | ".join(f"**{c}**" if p == "p99" else c for p, c in zip(PCTS, cells, strict=True))
+            + f" | {_pair(figure['to_command_ms'], 'p50', 'p99')} | {_pair(figure['command_to_post_ms'], 'p50', 'p99')}"
+            f" | {_pair(figure['ack_ms'], 'p50', 'p99')} | {backlog} |"
+        )
+    return lines
+
+
+PCTS = ("p50", "p95", "p99")
+
+
+def _webhook_memory_lines(memory: dict[str, Any]) -> list[str]:
+    verdict = "within" if memory["within_target"] else "**over**"
+    return [
+        f"{_num(memory['oversized_requests'])} unauthenticated 10 MiB requests and {_num(memory['stalled_requests'])} "
+        "stalled ones (a body announced, 10 bytes sent), at once:",
+        "",
+        "| RSS before | peak | after | growth | target | answers |",
+        "| ---: | ---: | ---: | ---: | ---: | --- |",
+        f"| {_mib(memory['baseline_rss_bytes'])} | {_mib(memory['peak_rss_bytes'])} | "
+        f"{_mib(memory['after_rss_bytes'])} | {memory['growth_bytes'] / 1e6:+.1f} MB ({verdict} target) | "
+        f"{memory['target_growth_bytes'] / 1e6:.0f} MB | oversized: {memory['oversized_answers']}; "
+        f"stalled: {memory['stalled_answers']} |",
+    ]
 
 
 def _workload_section(workload: Any, settings: dict[str, Any]) -> list[str]:
@@ -328,6 +551,25 @@ def _comparison_section(runs: list[dict[str, Any]]) -> list[str]:
                 f"{_missing(restart) or _num(restart['serve_s'], 1) + ' s'} | "
                 f"{'' if _missing(restart) else _mib(restart['settled_rss_bytes'])} |"
             )
+    lines += [
+        "",
+        "| run | sink commands/s | 429s under the per-channel limit | ledger start: serves after "
+        "| latency p99 at each offered rate | webhook memory growth |",
+        "| --- | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for run in runs:
+        figures = run["figures"]
+        sinks = figures.get("sinks") if isinstance(figures.get("sinks"), dict) else {}
+        throughput, limited, ledger = (sinks.get(k) or {} for k in ("throughput", "per_channel", "ledger_restart"))
+        rates = _latency_rates(figures.get("latency"))
+        latency = ", ".join(f"{_num(rate)}/s: {_ms(figure['latency_ms']['p99'])}" for rate, figure in rates)
+        memory = figures.get("webhook_memory") or {}
+        growth = memory.get("growth_bytes")
+        lines.append(
+            f"| {_name(run)} | {_num(throughput.get('commands_per_s'))} | {_num(limited.get('rate_limited_429'))} | "
+            f"{_num(ledger.get('serve_s'), 1)} s | {latency or '-'} | "
+            f"{f'{growth / 1e6:+.1f} MB' if isinstance(growth, int | float) else '-'} |"
+        )
     return lines
 
 
@@ -356,6 +598,27 @@ def _method_section() -> list[str]:
         "a sentinel is sent, the worker starts; it serves again when the sentinel's card is out. The replay rate is "
         "an estimate: N / (time to serve - the first start's start-up time). RSS: psutil, the worker's process "
         "tree, sampled every 0.2 s; peak during the phase, settled 3 s after it.",
+        "- **Slack sink** (`bench/sinks.py`): `threadlink connectors run --only slack --no-webhooks` with a config "
+        "file pointing the Slack connector at the fake Slack (`bench/fakeslack.py`: sandbox/slack_api.py's FakeSlack "
+        "in a process of its own, contract checks off). PostCard commands (schemas/commands.py, keyed by thread id) "
+        "are preloaded before the sink starts; rate = (outcomes - 1) / (last - first outcome), outcomes stamped with "
+        "the "
+        "broker's append time. CPU per command: the sink's CPU time between its first and last outcome divided by "
+        "the commands done meanwhile (a figure the machine's other load barely moves). Per-channel limit: the sink "
+        "keeps 1 message per channel per second with no burst, the fake answers 429 to a second post into a channel "
+        "within 1 s; the most posts of a channel in any 1 s are counted from the fake's arrival times.",
+        "- **Ledger start**: done entries written to the ledger partition of one thread's commands, then a command "
+        "the ledger has as done and a new one on that thread; the sink serves when the fake has the new one's post "
+        "(time from the process's start). The old one must be skipped (outcome `redelivered`), not posted.",
+        "- **End-to-end latency** (`bench/latency.py`): `threadlink streams run` and `threadlink connectors run "
+        "--only slack` (events webhook and sink, rate limits out of the way), tickets preloaded on the records topic. "
+        "The load generator signs each Events API request as Slack does and sends it open-loop at the offered rate; "
+        "latency = the fake's arrival time of the card's chat.postMessage - the time the generator had its HTTP 200 "
+        "(both wall clock, one machine). 20 warm-up messages per deployment are not counted. A rate that leaves a "
+        "backlog is followed by a fresh deployment.",
+        "- **Webhook memory** (`bench/webhook_memory.py`, the load of tests/integration/webhook_load.py): RSS of "
+        "`threadlink connectors run` after a warm-up, at the peak of 100 unauthenticated 10 MiB requests and 200 "
+        "stalled ones sent together, and after they were answered (413 and 408).",
         "- **Bounds**: every step has a time limit (a step past it is `not measured: exceeded N s`), the whole "
         "run stops cleanly at its limit; every topic of a run (`bench-<run id>*`) is deleted at its end.",
     ]

@@ -4,10 +4,16 @@
 2. plain Faust agents written the obvious way (pass-through; key lookup), the yardstick,
 3. threadlink's link flow (the real `threadlink streams run` worker) with a full ticket table,
 4. table load time and worker RSS at each size, first start and restart,
+5. the Slack sink (the real `threadlink connectors run` process against a fake Slack): its
+   commands/s, Slack's per-channel limit honoured without stalling other channels, and a start
+   on a ledger of a million entries,
+6. end-to-end latency, from a signed Slack webhook accepted to the sink's chat.postMessage, at
+   fixed offered rates (bench/latency.png),
+7. the connectors process's RSS under hostile webhook load,
 
 and writing bench/results.md and bench/results.json (see bench/report.py).
 
-    python -m bench [--sizes 10000,100000] [--label before] [--messages 100000] ...
+    python -m bench [--sizes 10000,100000] [--label before] [--messages 100000] [--only sinks,latency] ...
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import broker, faust_plain, linkflow, report, tables, workload
+from bench import broker, faust_plain, latency, linkflow, report, sinks, tables, webhook_memory, workload
 from bench.budget import Budget, RunAborted, StepTimeout
 from bench.context import REPO, RunContext
 from bench.kafkaio import Admin
@@ -35,6 +41,12 @@ from bench.kafkaio import Admin
 NOT_REACHED = {"not_measured": "the run stopped before this step ended"}
 MIN_STEP_S = 15.0
 """A step is not started with less of the run's budget left than this."""
+GROUPS = ("broker", "plain", "tables", "link", "sinks", "latency", "webhook-memory")
+"""What `--only` picks from (every group by default)."""
+
+
+def _ints(text: str) -> list[int]:
+    return [int(s.replace("_", "")) for s in text.split(",") if s.strip()]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,11 +66,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--measure-s", type=float, default=60, help="cap of a flow's measurement after its first output (s)"
     )
+    for flag, default, what in (
+        ("--sink-commands", 3000, "commands for the sink's throughput"),
+        ("--hot-commands", 20, "commands into the one hot channel, with Slack's per-channel limit on"),
+        ("--other-commands", 3, "commands into each of the other 199 channels"),
+        ("--ledger-entries", 1_000_000, "ledger entries a sink starts on"),
+    ):
+        parser.add_argument(flag, type=int, default=default, help=f"{what} (default: %(default)s)")
+    parser.add_argument(
+        "--latency-rates", default="100,1000,5000", help="offered webhook rates, messages/s (default: %(default)s)"
+    )
+    parser.add_argument("--latency-s", type=float, default=10, help="how long each rate is offered (s)")
+    parser.add_argument("--latency-threads", type=int, default=1000, help="threads the latency messages go to")
     parser.add_argument("--step-limit", type=float, default=240, help="time limit of each step (s)")
-    parser.add_argument("--max-minutes", type=float, default=12, help="the whole run stops cleanly after this")
+    parser.add_argument("--max-minutes", type=float, default=14, help="the whole run stops cleanly after this")
     parser.add_argument("--bootstrap", default=os.environ.get("THREADLINK_BENCH_BOOTSTRAP", "127.0.0.1:9092"))
     parser.add_argument("--out", type=Path, default=REPO / "bench", help="where results.md/.json go")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the run's logs (.run/bench/<run id>/logs)")
+    parser.add_argument("--only", default=None, help=f"comma-separated steps to run, of: {', '.join(GROUPS)}")
     args = parser.parse_args(argv)
+    try:
+        args.latency_rates = sorted(set(_ints(args.latency_rates)))
+    except ValueError:
+        parser.error(f"--latency-rates takes whole numbers separated by commas (got {args.latency_rates!r})")
+    args.only = set(GROUPS) if not args.only else {g.strip() for g in args.only.split(",") if g.strip()}
+    if args.only - set(GROUPS):
+        parser.error(f"--only takes some of {', '.join(GROUPS)} (got {', '.join(sorted(args.only - set(GROUPS)))})")
     try:
         args.sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
     except ValueError:
@@ -130,23 +163,73 @@ class Runner:
             plain_faust={mode: dict(NOT_REACHED) for mode in faust_plain.MODES},
             tables={str(size): {"load": dict(NOT_REACHED), "restart": dict(NOT_REACHED)} for size in args.sizes},
             link_flow=dict(NOT_REACHED),
+            sinks={part: dict(NOT_REACHED) for part in ("throughput", "per_channel", "ledger_restart")},
+            latency=dict(NOT_REACHED),
+            webhook_memory=dict(NOT_REACHED),
         )
-        figures["broker"] = self.step("broker: Kafka's perf tools", lambda: broker.measure(ctx, args.broker_records))
-        ctx.budget.say(f"building {args.messages:,} message envelopes (schemas/ models)")
-        messages = list(workload.messages(args.messages, args.link_tickets))
-        figures["workload"] = workload.describe(messages, args.link_tickets)
-        plain = figures["plain_faust"]
-        for mode in faust_plain.MODES:
-            plain[mode] = self.step(
-                f"plain Faust {mode}", partial(faust_plain.measure, ctx, mode, messages, args.link_tickets)
+        only = args.only
+        for group, names in (
+            ("broker", ["broker"]),
+            ("plain", ["plain_faust"]),
+            ("tables", ["tables"]),
+            ("link", ["link_flow"]),
+            ("sinks", ["sinks"]),
+            ("latency", ["latency"]),
+            ("webhook-memory", ["webhook_memory"]),
+        ):
+            if group not in only:
+                for name in names:
+                    figures.pop(name)
+        if "broker" in only:
+            figures["broker"] = self.step(
+                "broker: Kafka's perf tools", lambda: broker.measure(ctx, args.broker_records)
             )
-        table_figures = figures["tables"]
+        if only & {"plain", "link"}:
+            ctx.budget.say(f"building {args.messages:,} message envelopes (schemas/ models)")
+            messages = list(workload.messages(args.messages, args.link_tickets))
+            figures["workload"] = workload.describe(messages, args.link_tickets)
+        if "plain" in only:
+            plain = figures["plain_faust"]
+            for mode in faust_plain.MODES:
+                plain[mode] = self.step(
+                    f"plain Faust {mode}", partial(faust_plain.measure, ctx, mode, messages, args.link_tickets)
+                )
+        table_figures = figures.get("tables", {})
         # Larger tables after the link flow: a size that does not fit must not cost it its time.
-        for size in [s for s in args.sizes if s <= args.link_tickets]:
-            table_figures[str(size)] = self.step(f"table of {size:,} records", partial(self._table, size))
-        figures["link_flow"] = self.step("threadlink link flow", lambda: self._link(messages))
-        for size in [s for s in args.sizes if s > args.link_tickets]:
-            table_figures[str(size)] = self.step(f"table of {size:,} records", partial(self._table, size))
+        if "tables" in only:
+            for size in [s for s in args.sizes if s <= args.link_tickets]:
+                table_figures[str(size)] = self.step(f"table of {size:,} records", partial(self._table, size))
+        if "link" in only:
+            figures["link_flow"] = self.step("threadlink link flow", lambda: self._link(messages))
+        if self.link_deployment is not None:
+            self.link_deployment.stop()  # what follows needs the cores
+            self.link_deployment = None
+        if "tables" in only:
+            for size in [s for s in args.sizes if s > args.link_tickets]:
+                table_figures[str(size)] = self.step(f"table of {size:,} records", partial(self._table, size))
+        if "sinks" in only:
+            sink_figures = figures["sinks"]
+            sink_figures["throughput"] = self.step(
+                "Slack sink: throughput", partial(sinks.throughput, ctx, args.sink_commands)
+            )
+            sink_figures["per_channel"] = self.step(
+                "Slack sink: per-channel limit",
+                partial(sinks.per_channel_limit, ctx, args.hot_commands, args.other_commands),
+            )
+        if "latency" in only:
+            figures["latency"] = self.step(
+                "end-to-end latency",
+                partial(latency.measure, ctx, args.latency_rates, args.latency_s, args.latency_threads),
+            )
+        if "webhook-memory" in only:
+            figures["webhook_memory"] = self.step(
+                "webhook memory under hostile load", partial(webhook_memory.measure, ctx)
+            )
+        if "sinks" in only:  # last: the longest of the sink steps, and the one a short budget can spare
+            figures["sinks"]["ledger_restart"] = self.step(
+                f"Slack sink: start on a ledger of {args.ledger_entries:,}",
+                partial(sinks.ledger_restart, ctx, args.ledger_entries),
+            )
 
     def _table(self, size: int) -> dict[str, Any]:
         result, deployment = tables.measure(self.ctx, size, keep=size == self.args.link_tickets)
@@ -235,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     if runner.failed:
         print(f"bench: failed steps: {', '.join(runner.failed)}; logs kept in {run_dir}/logs", file=sys.stderr)
         return status or 1
-    if status == 0:
+    if status == 0 and not args.keep_logs:
         shutil.rmtree(run_dir, ignore_errors=True)
     return status
 

@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from schemas import events
-from schemas.commands import Command, PostCard
+from schemas.commands import Command, PostCard, command_id_for
 from schemas.envelope import Envelope
 from schemas.records import RecordEvent, RecordRef, TicketRecord, version_of
 from schemas.social import Author, SocialEvent, SocialMessage, ThreadRef
@@ -275,6 +275,75 @@ def describe(workload: list[Message], tickets_known: int) -> dict[str, Any]:
 def payload_sample(count: int = 1000) -> list[bytes]:
     """Message envelopes for the broker's own tools (one JSON document a line)."""
     return [m.value for m in messages(count, tickets_known=100_000, seed=SEED + 1)]
+
+
+# --------------------------------------------------------------------------- sinks and webhooks
+# The sink steps preload the commands a link flow would send; the latency step posts what Slack
+# would deliver to the events webhook. Channels are the ones the fake Slack has (bench/fakeslack.py).
+
+
+def slack_channel(index: int) -> str:
+    return f"C0SINK{index:04d}"
+
+
+def slack_thread(channel: int, thread: int) -> ThreadRef:
+    """Thread number `thread` of channel number `channel`; its root's ts is made up, unique."""
+    root_ts = EPOCH.timestamp() + channel * 10_000 + thread
+    return ThreadRef(platform=PLATFORM, workspace=WORKSPACE, channel=slack_channel(channel), thread_id=f"{root_ts:.6f}")
+
+
+def post_card(thread: ThreadRef, ticket_index: int, *, generation: int = 0) -> tuple[bytes, bytes]:
+    """(key, value) of the PostCard command the link flow sends for ticket `ticket_index` in
+    `thread` (keyed by thread id, like streams/flows/link.py)."""
+    record = ticket(ticket_index)
+    command = PostCard(
+        command_id=command_id_for("post_card", thread.id, record.ref.id, generation),
+        target=PLATFORM,
+        reply_key=record.ref.id,
+        destination=thread,
+        record=record,
+        in_reply_to=f"{float(thread.thread_id) + 0.5:.6f}",
+    )
+    envelope = Envelope[Command].wrap(
+        command,
+        type=events.COMMAND.format(kind=command.kind),
+        source_system="streams",
+        subject=thread.id,
+        id=command.command_id,
+        visibility=record.visibility,
+    )
+    return thread.id.encode(), envelope.to_bytes()
+
+
+def slack_event_ts(index: int) -> str:
+    """The ts of event `index`'s message: unique, after every thread's root."""
+    return f"{EPOCH.timestamp() + 3_000_000 + index * 0.001:.6f}"
+
+
+def slack_event_body(thread: ThreadRef, index: int, text: str, *, team: str = WORKSPACE) -> bytes:
+    """An Events API `event_callback` for a user's reply in `thread`, as Slack POSTs it (the
+    caller signs it); `index` makes its ids unique."""
+    ts = slack_event_ts(index)
+    payload = {
+        "token": "bench-verification-token",
+        "team_id": team,
+        "api_app_id": "A0BENCHAPP",
+        "type": "event_callback",
+        "event_id": f"Ev0BENCH{index:010d}",
+        "event_time": int(EPOCH.timestamp()),
+        "event": {
+            "type": "message",
+            "channel": thread.channel,
+            "channel_type": "channel",
+            "user": f"U0BENCH{index % 97:04d}",
+            "text": text,
+            "ts": ts,
+            "thread_ts": thread.thread_id,
+            "event_ts": ts,
+            "team": team,
+        },
+    }
+    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 # --------------------------------------------------------------------------- outputs

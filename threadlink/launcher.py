@@ -71,6 +71,14 @@ class ChildProcesses:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
+    def kill_one(self, name: str) -> None:
+        """Kill one child outright (SIGKILL, no chance to clean up: a crash, an OOM kill, a
+        machine lost), and forget it. Fault tests use it; `start` brings it back."""
+        proc = self.procs.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
     def stop(self, timeout_s: float = 30) -> None:
         self.config_file.unlink(missing_ok=True)  # it holds the secrets; the children have read it
         for proc in self.procs.values():

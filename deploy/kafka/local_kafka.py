@@ -9,6 +9,8 @@
 `single` is one combined broker+controller on 127.0.0.1:9092 (controller 9093).
 `cluster` is three combined nodes on 127.0.0.1:19092-19094 (controllers 19192-19194) with
 replication factor 3 and min.insync.replicas 2, for fault-injection tests.
+`spare` is one more single node on 127.0.0.1:29092 (controller 29093), for tests that stop and
+restart their broker: the shared one on 9092 keeps serving everyone else meanwhile.
 
 Standard library only, so it runs before any virtualenv exists. `threadlink dev kafka` calls it.
 """
@@ -55,6 +57,7 @@ class Node:
 LAYOUTS: dict[str, list[Node]] = {
     "single": [Node(1, 9092, 9093)],
     "cluster": [Node(1, 19092, 19192), Node(2, 19093, 19193), Node(3, 19094, 19194)],
+    "spare": [Node(1, 29092, 29093)],
 }
 
 

@@ -1,5 +1,10 @@
 """The whole slice, as a user would see it: a signed Slack webhook in, through the real broker
-and the real processes, a card posted out by the Slack sink (and a back-link on the ticket)."""
+and the real processes, a card posted out by the Slack sink (and a back-link on the ticket).
+
+"Nothing more happened" is never checked by sleeping: a later mention in the same thread, of a
+ticket whose record travels on the same partition as the one that must show nothing, is made
+and its card awaited (a sentinel). Its events follow the unwanted ones through every topic, so
+had the unwanted card been coming, it would have come before the sentinel's."""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -20,7 +25,8 @@ from schemas.envelope import Envelope
 from schemas.links import LinkRequest
 from schemas.records import RecordEvent, RecordMissing
 from schemas.social import SocialEvent, SocialMessage
-from tests.integration.kafka_helpers import envelopes, wait_for
+from schemas.topics import STREAM_PARTITIONS
+from tests.integration.kafka_helpers import envelopes, key_on_partition_of, wait_for
 from tests.integration.sandbox_deployment import SandboxDeployment, start_sandbox, stop_sandbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -51,6 +57,28 @@ def put_issue(sandbox: SandboxDeployment, key: str, summary: str, *, webhook: bo
         sandbox.loop.run(sandbox.jira.put_issue(key, summary, status="In Progress", assignee="Ada Lovelace"))
     finally:
         sandbox.jira.webhook_url = url
+
+
+def beside(key: str, project: str) -> str:
+    """A ticket key of `project` whose record (Kafka key `jira:<key>`) is on the partition of
+    `key`'s in every record-keyed topic: its link request and its record events queue behind
+    `key`'s."""
+    record_id = key_on_partition_of(f"jira:{key}", STREAM_PARTITIONS, lambda n: f"jira:{project}-{n}")
+    return record_id.removeprefix("jira:")
+
+
+def with_key(key: str) -> Callable[[dict[str, object]], bool]:
+    return lambda card: key in str(card.get("text", ""))
+
+
+def sentinel_card(sandbox: SandboxDeployment, channel: str, ts: str, key: str) -> None:
+    """Mention `key` in the thread of `ts` and wait for its card: whatever the thread's earlier
+    messages were going to cause has happened by then (same thread: same social partition and
+    same commands partition, in order)."""
+    sandbox.post(channel, f"and what about {key}?", thread_ts=ts)
+    wait_for(
+        lambda: any(map(with_key(key), sandbox.cards(channel, ts))), timeout_s=120, what=f"the sentinel {key} card"
+    )
 
 
 def social_events(sandbox: SandboxDeployment, channel: str) -> list[Envelope[SocialMessage]]:
@@ -139,13 +167,20 @@ def test_redelivered_event_gives_exactly_one_card(sandbox: SandboxDeployment, ch
         assert sandbox.loop.run(sandbox.slack.redeliver(event_id, retry_num=retry)) == 200
     # Redeliveries are answered only after any publish was acknowledged: Kafka is final now.
     assert [e.id for e in social_events(sandbox, channel) if not e.data.author.is_threadlink] == [f"slack:{event_id}"]
-    time.sleep(3)
-    assert len(sandbox.cards(channel, ts)) == 1
+    sentinel = beside("SHOP-2", "RDLV")
+    put_issue(sandbox, sentinel, "Sentinel after the redeliveries")
+    sentinel_card(sandbox, channel, ts, sentinel)
+    cards = sandbox.cards(channel, ts)
+    assert len([c for c in cards if with_key("SHOP-2")(c)]) == 1, cards
+    assert len(cards) == 2
 
 
 def test_threadlinks_own_message_causes_no_reply(sandbox: SandboxDeployment, channel: str) -> None:
     put_issue(sandbox, "SHOP-3", "Search is slow")
-    put_issue(sandbox, "SHOP-4", "Images missing")
+    # The person's ticket travels on SHOP-3's partition: had the bot's message asked for SHOP-3,
+    # that request would be handled before this one.
+    sentinel = beside("SHOP-3", "OWN")
+    put_issue(sandbox, sentinel, "Images missing")
     # threadlink (the bot token) posts a message that mentions a ticket; Slack echoes it as an event.
     sandbox.loop.run(asyncio.to_thread(sandbox.slack.add_channel, channel))
     response = httpx.post(
@@ -160,14 +195,12 @@ def test_threadlinks_own_message_causes_no_reply(sandbox: SandboxDeployment, cha
     assert own[0].data.author.is_threadlink
 
     # A person's message in the same thread is processed after it (same key, same partition).
-    sandbox.post(channel, "and SHOP-4?", thread_ts=ts)
-    wait_for(lambda: any("SHOP-4" in c["text"] for c in sandbox.cards(channel, ts)), what="the SHOP-4 card")
-    time.sleep(3)
+    sentinel_card(sandbox, channel, ts, sentinel)
     texts = [c["text"] for c in sandbox.cards(channel, ts)]
     assert not any("Search is slow" in t for t in texts), texts
     kafka = sandbox.settings.kafka
     requests = envelopes(kafka.bootstrap_servers or "", kafka.topics.link_requests, LinkRequest)
-    assert [r.data.record.key for r in requests if r.data.thread.channel == channel] == ["SHOP-4"]
+    assert [r.data.record.key for r in requests if r.data.thread.channel == channel] == [sentinel]
 
 
 def test_ticket_that_does_not_exist_gives_no_card_and_no_crash(sandbox: SandboxDeployment, channel: str) -> None:
@@ -179,12 +212,13 @@ def test_ticket_that_does_not_exist_gives_no_card_and_no_crash(sandbox: SandboxD
         return [r.data for r in records if isinstance(r.data, RecordMissing) and r.data.ref.key == "NOPE-404"]
 
     wait_for(missing, what="Jira's answer that NOPE-404 does not exist")
-    put_issue(sandbox, "SHOP-5", "Password reset mails delayed")
-    sandbox.post(channel, "then maybe SHOP-5", thread_ts=ts)
-    wait_for(lambda: sandbox.cards(channel, ts), what="the SHOP-5 card after the missing ticket")
-    time.sleep(2)
+    # A ticket threadlink never saw, on NOPE-404's partition: its card comes only once its
+    # fetched record, behind NOPE-404's answer in the records topic, has been handled.
+    sentinel = beside("NOPE-404", "FETCH")
+    put_issue(sandbox, sentinel, "Password reset mails delayed", webhook=False)
+    sentinel_card(sandbox, channel, ts, sentinel)
     cards = sandbox.cards(channel, ts)
-    assert len(cards) == 1 and "SHOP-5" in cards[0]["text"]
+    assert len(cards) == 1 and sentinel in cards[0]["text"], cards
     sandbox.children.check_alive()
 
 
@@ -256,10 +290,14 @@ def test_input_that_breaks_the_contract_is_dead_lettered_and_the_flow_goes_on(
 
 def test_a_restricted_ticket_shows_only_in_a_private_channel(sandbox: SandboxDeployment) -> None:
     put_issue(sandbox, "SEC-1", "Leaked API key in build logs")
+    sentinel = beside("SEC-1", "PUB")  # internal, on SEC-1's partition
+    put_issue(sandbox, sentinel, "Build logs are slow")
     public, private = "C" + secrets.token_hex(4).upper(), "G" + secrets.token_hex(4).upper()
     in_public = sandbox.post(public, "Is SEC-1 fixed?")
     in_private = sandbox.post(private, "Is SEC-1 fixed?", channel_type="group")
     cards = wait_for(lambda: sandbox.cards(private, in_private), what="the card in the private channel")
     assert "Leaked API key" in cards[0]["text"]
-    time.sleep(2)  # the public mention was posted first: had it been carded, it would be there by now
-    assert sandbox.cards(public, in_public) == []
+    sentinel_card(sandbox, public, in_public, sentinel)  # behind the public SEC-1 mention
+    cards = sandbox.cards(public, in_public)
+    assert len(cards) == 1 and sentinel in cards[0]["text"], cards
+    assert "Leaked API key" not in json.dumps(cards)

@@ -247,8 +247,12 @@ class PollingSource(ABC):
       concurrently with itself. The runtime publishes `result.events` and `result.cursor` in
       one transaction, with a transactional id of the connector and poller, so an owner that
       lost its partition but did not notice (a zombie) is fenced and cannot commit.
-    - When the partition is revoked (a rebalance, shutdown) polling stops at once: a poll in
-      progress is cancelled and its transaction, if any, aborted. Then `stop()` is called.
+    - When the partition is revoked (a rebalance, shutdown) polling stops before the partition
+      is handed on: a poll in progress is cancelled (nothing of it was published; the next
+      owner polls from the same cursor), but a poll whose result came back is committed first,
+      not thrown away to be polled again. Then `stop()` is called.
+    - A newer owner fenced this one (its producer was fenced): polling stops with one warning,
+      and `stop()` is called; it is not retried.
     - `RetriableError`: polled again after exponential backoff. Any other exception: logged,
       polled again after `interval_s` (a bug must not stop the other pollers).
 
@@ -402,7 +406,7 @@ class Sink(ABC):
     `max_concurrency` bounds the calls in flight at once.
     """
 
-    max_concurrency: int = 64
+    max_concurrency: int = 16
 
     def lanes(self, command: Command) -> Sequence[Lane]:
         """The rate limits this command is subject to, narrowest first (e.g. its channel, then

@@ -8,13 +8,18 @@ partition owns the pollers whose keys hash to it:
 1. It reads the partition to its end (read committed) and so knows each poller's latest cursor.
 2. It creates the poller's transactional producer (`transactional.id` from namespace, connector
    and poller). `init_transactions` fences any earlier owner that still thinks it owns the
-   poller (a zombie), and aborts what that one left open.
+   poller (a zombie), and aborts what that one left open. Only then is the partition's end
+   (its last stable offset) taken, so the cursor read is the last one any owner committed.
 3. Each poll's events and its new cursor are published in one transaction: a crash at any
    moment leaves either both or neither, so the next owner resumes with no gap and no
    duplicate for read-committed readers.
-4. When the partition is revoked, the rebalance callback stops the poller (cancelling a poll in
-   progress, aborting its transaction) before it returns, so the group hands the partition on
-   only once this replica has stopped polling it.
+4. When the partition is revoked, the rebalance callback stops the poller before it returns, so
+   the group hands the partition on only once this replica has stopped polling it: a poll in
+   progress is cancelled (nothing of it was published), but a transaction already begun is
+   committed and a producer being initialised is waited for, then closed. A producer of this
+   replica that outlived its ownership would fence the next owner.
+5. A fenced producer means another owner took over: the poller steps down (one warning) and
+   does not retry with a producer that can never commit again.
 
 Threads: the group consumer lives on one thread of its own (kafka-python consumers are not
 thread-safe; the rebalance callbacks run inside its `poll`), each transactional producer on
@@ -64,6 +69,27 @@ def checkpoint_partition(key: str, partitions: int) -> int:
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
+def is_fenced(exc: BaseException, producer: KafkaProducer | None = None) -> bool:
+    """Whether `exc` (from a transactional method or a send) means a newer producer with the same
+    transactional id fenced this one (kafka-python reports the broker's INVALID_PRODUCER_EPOCH to
+    transactional requests as that too). It raises ProducerFencedError itself only sometimes: a
+    send after the fencing raises a plain KafkaError carrying it as an argument, and later
+    transactional calls a KafkaError that only names it in its message, so the producer's own
+    fatal error is consulted too."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        error = todo.pop()
+        if not isinstance(error, BaseException) or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, ProducerFencedError):
+            return True
+        todo += [*error.args, error.__cause__, error.__context__]
+    manager = getattr(producer, "_transaction_manager", None)  # kafka-python has no public accessor
+    return isinstance(getattr(manager, "last_error", None), ProducerFencedError)
+
+
 @dataclass
 class _Owned:
     """A poller this replica owns right now."""
@@ -72,6 +98,8 @@ class _Owned:
     """Done once its producer fenced the previous owner: only then is the partition read to its end."""
     caught_up: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    released: bool = False
+    """Set when this replica let go of it (revocation or stop): a later owner is another `_Owned`."""
 
 
 @dataclass
@@ -86,7 +114,7 @@ class PollerGroup:
     _by_key: dict[str, tuple[str, PollingSource]] = field(default_factory=dict, init=False)
     _cursors: dict[str, Cursor] = field(default_factory=dict, init=False)
     _owned: dict[str, _Owned] = field(default_factory=dict, init=False)
-    _catching_up: dict[TopicPartition, int] = field(default_factory=dict, init=False)
+    _catching_up: list[tuple[TopicPartition, int, list[_Owned]]] = field(default_factory=list, init=False)
     _newly_assigned: set[TopicPartition] = field(default_factory=set, init=False)
     _partitions: int = field(default=0, init=False)
     _background: set[asyncio.Task[None]] = field(default_factory=set, init=False)
@@ -123,10 +151,9 @@ class PollerGroup:
                 assigned, ready = await self._in_thread(self._poll_once)
                 for tp in assigned:
                     self._take_over(tp)
-                for tp in ready:
-                    for key in self._keys_of(tp):
-                        if key in self._owned:
-                            self._owned[key].caught_up.set()
+                for owner in ready:
+                    if not owner.released:
+                        owner.caught_up.set()
         finally:
             await self._release(list(self._owned))
             await self._in_thread(self._close)
@@ -155,19 +182,27 @@ class PollerGroup:
             def on_partitions_assigned(self, assigned: Any) -> None:
                 group._newly_assigned |= set(assigned)
 
-        # Learn the topic's partitions before joining: a group leader that does not know them yet
-        # assigns nothing ("No partition metadata") and the group must rebalance again.
-        if not consumer.partitions_for_topic(self.topics.checkpoints):
+            # on_partitions_lost (this member was evicted) defaults to on_partitions_revoked: the
+            # pollers stop the same way, and the next owner's init_transactions fences them anyway.
+
+        consumer.subscribe([self.topics.checkpoints], listener=HandOver())
+        # Learn the topic's partitions after subscribing and before joining (topics() always asks
+        # the broker): the group coordinator snapshots the subscribed topics' partitions on each
+        # metadata update, and a leader that assigns from an empty snapshot must rebalance again
+        # as soon as the metadata comes. That second rebalance is not only churn: kafka-python
+        # 3.0 forgets a join still in flight when a poll's timeout ends it and the rebalance was
+        # asked for by the snapshot alone, leaving this member without partitions or heartbeats.
+        if self.topics.checkpoints not in consumer.topics():
             log.warning(
                 "%s does not exist: run `threadlink topics apply`; no poller runs until it does",
                 self.topics.checkpoints,
             )
-        consumer.subscribe([self.topics.checkpoints], listener=HandOver())
         return consumer
 
-    def _poll_once(self) -> tuple[list[TopicPartition], list[TopicPartition]]:
+    def _poll_once(self) -> tuple[list[TopicPartition], list[_Owned]]:
         """One consumer poll: new checkpoints noted. Returns the partitions newly assigned
-        (sought to their start) and those now read to their end (their pollers may start)."""
+        (sought to their start) and the owners whose partition is now read to the end taken
+        after their fencing (their pollers may start)."""
         consumer = self._consumer
         assert consumer is not None
         for records in consumer.poll(timeout_ms=300).values():
@@ -175,19 +210,31 @@ class PollerGroup:
                 self._note(record)
         assigned: list[TopicPartition] = []
         if self._newly_assigned:
-            assigned, self._newly_assigned = sorted(self._newly_assigned), set()
+            # One poll may hold several rebalances (the first join is often followed at once by a
+            # second, once the leader has the topic's metadata): only what is still ours counts.
+            current = consumer.assignment()
+            assigned = sorted(tp for tp in self._newly_assigned if tp in current)
+            self._newly_assigned = set()
             self._partitions = len(consumer.partitions_for_topic(self.topics.checkpoints) or ())
-            consumer.seek_to_beginning(*assigned)  # re-read: what came before is of the last owner
-        ready = [tp for tp, end in self._catching_up.items() if consumer.position(tp) >= end]
-        for tp in ready:
-            del self._catching_up[tp]
+            if assigned:
+                consumer.seek_to_beginning(*assigned)  # re-read: what came before is of the last owner
+        ready: list[_Owned] = []
+        waiting: list[tuple[TopicPartition, int, list[_Owned]]] = []
+        for tp, end, owners in self._catching_up:
+            if consumer.position(tp) >= end:
+                ready += owners
+            else:
+                waiting.append((tp, end, owners))
+        self._catching_up = waiting
         return assigned, ready
 
-    def _read_to_end(self, tp: TopicPartition) -> None:
+    def _read_to_end(self, tp: TopicPartition, owners: list[_Owned]) -> None:
         """After fencing: the end (last stable offset) no zombie can move any more."""
         assert self._consumer is not None
-        if tp in self._consumer.assignment():
-            self._catching_up.update(self._consumer.end_offsets([tp]))
+        # A rebalance in the polls since the fencing may have taken the partition (and these
+        # owners) away; a new owner of it takes its own end once it has fenced.
+        if tp in self._consumer.assignment() and not any(owner.released for owner in owners):
+            self._catching_up.append((tp, self._consumer.end_offsets([tp])[tp], owners))
 
     def _note(self, record: Any) -> None:
         key = record.key.decode() if isinstance(record.key, bytes) else None
@@ -201,8 +248,8 @@ class PollerGroup:
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         """In the consumer thread, inside poll(): stop the pollers of `revoked` and wait for
         them, so that no two replicas ever poll the same poller at once."""
-        for tp in revoked:
-            self._catching_up.pop(tp, None)
+        self._newly_assigned -= revoked  # assigned and revoked again within one poll
+        self._catching_up = [entry for entry in self._catching_up if entry[0] not in revoked]
         keys = [key for key in self._owned if self._partition_of(key) in {tp.partition for tp in revoked}]
         if not keys or self._loop is None:
             return
@@ -239,16 +286,19 @@ class PollerGroup:
 
     async def _when_fenced(self, tp: TopicPartition, owners: list[_Owned]) -> None:
         await asyncio.gather(*(owner.fenced for owner in owners), return_exceptions=True)
-        if not self._stopping.is_set():
-            await self._in_thread(self._read_to_end, tp)
+        if not self._stopping.is_set() and not any(owner.released for owner in owners):
+            await self._in_thread(self._read_to_end, tp, owners)
 
     def cursor_of(self, key: str, poller: PollingSource) -> Cursor:
         return self._cursors.get(key, poller.initial_cursor)
 
     async def _release(self, keys: list[str]) -> None:
-        tasks = [entry.task for entry in (self._owned.pop(key) for key in keys if key in self._owned) if entry.task]
+        entries = [self._owned.pop(key) for key in keys if key in self._owned]
+        for entry in entries:
+            entry.released = True
+        tasks = [entry.task for entry in entries if entry.task]
         for task in tasks:
-            task.cancel()
+            task.cancel()  # the owner finishes what cannot be interrupted; see _PollerOwner.run
         await asyncio.gather(*tasks, return_exceptions=True)
         for key in keys:
             self._cursors.pop(key, None)  # the next owner's checkpoints are newer: read them again
@@ -276,13 +326,19 @@ class _PollerOwner:
         return f"{self.group.topics.namespace}.poller.{self.key}"
 
     async def run(self) -> None:
+        """The task `PollerGroup` starts when this replica is assigned the poller's partition and
+        cancels when it is revoked (or the group stops). Cancellation stops it at the next
+        point where stopping loses nothing: a poll in progress is dropped, but a producer
+        being initialised or a transaction being committed runs to its end in the producer
+        thread, and the producer is closed after it, before this task finishes."""
         producer: KafkaProducer | None = None
         started = False
         try:
             try:
-                producer = await self._in_thread(self._producer)
+                producer = await self._new_producer()
             finally:
-                self.owned.fenced.set_result(None)
+                if not self.owned.fenced.done():
+                    self.owned.fenced.set_result(None)
             await self.owned.caught_up.wait()
             cursor = self.group.cursor_of(self.key, self.poller)
             log.info("poller %s: this replica owns it now, from cursor %.80r", self.key, cursor)
@@ -290,7 +346,7 @@ class _PollerOwner:
             started = True
             await self._loop(producer, cursor)
         except ProducerFencedError:
-            log.warning("poller %s: fenced by a newer owner; stopping here", self.key)
+            log.warning("poller %s: fenced by a newer owner; this replica stops polling it", self.key)
         finally:
             if started:
                 with contextlib.suppress(Exception):
@@ -300,18 +356,39 @@ class _PollerOwner:
                 await asyncio.shield(self._in_thread(self._close, producer))
             self.executor.shutdown(wait=False)
 
+    async def _new_producer(self) -> KafkaProducer:
+        """The poller's transactional producer, once `init_transactions` fenced the previous owner.
+        Retried while the broker is slow or away (this replica still owns the partition)."""
+        delay = self.poller.interval_s
+        while True:
+            making = asyncio.ensure_future(self._in_thread(self._producer))
+            try:
+                return await asyncio.shield(making)
+            except asyncio.CancelledError:
+                # init_transactions cannot be interrupted: had it finished after the next owner's,
+                # it would fence that owner. Wait for it and close what it made before stopping.
+                with contextlib.suppress(Exception):
+                    await self._in_thread(self._close, await making)
+                raise
+            except KafkaError as exc:
+                delay = min(max(delay, 1.0) * 2, MAX_BACKOFF_S)
+                log.warning("poller %s: no transactional producer yet: %r; next try in %.1fs", self.key, exc, delay)
+                await asyncio.sleep(delay)
+
     async def _loop(self, producer: KafkaProducer, cursor: Cursor) -> None:
         delay = self.poller.interval_s
         while True:
             try:
                 result = await self.poller.poll(cursor)
-                await self._in_thread(self._commit, producer, result)
+                # Shielded: a poll whose result came back is published, even if the partition is
+                # revoked meanwhile; run()'s close waits for it in the same thread.
+                await asyncio.shield(self._in_thread(self._commit, producer, result))
             except ProducerFencedError:
                 raise
             except RetriableError as exc:
                 delay = min(max(delay, self.poller.interval_s) * 2, MAX_BACKOFF_S)
                 POLLS.labels(self.connector, "retried").inc()
-                log.warning("poller %s: %s; next try in %.0fs", self.key, exc, delay)
+                log.warning("poller %s: %s; next try in %.1fs", self.key, exc, delay)
                 await asyncio.sleep(delay)
                 continue
             except Exception:  # a bug in one poller must not stop the others
@@ -368,12 +445,13 @@ class _PollerOwner:
                 partition=self.partition,
             )
             producer.commit_transaction()
-        except ProducerFencedError:
-            raise
         except KafkaError as exc:
+            if is_fenced(exc, producer):
+                # Fatal for this producer: nothing it sends can commit any more, so no retry.
+                raise ProducerFencedError() from exc
             with contextlib.suppress(KafkaError):
                 producer.abort_transaction()
-            raise PublishError(f"poller {self.key}: the transaction did not commit: {exc}") from exc
+            raise PublishError(f"the transaction did not commit: {exc}") from exc
         for topic, _, _, _ in records:
             EVENTS_PUBLISHED.labels(self.connector, topic).inc()
 

@@ -446,8 +446,9 @@ def _latency_lines(latency: dict[str, Any]) -> list[str]:
     lines = [
         f"{_num(latency['threads'])} threads in {_num(latency['channels'])} channels, each message mentions one of "
         f"{_num(latency['tickets'])} tickets already in the table (no Jira fetch); each rate offered open-loop for "
-        f"{_num(latency['seconds_per_rate'])} s. A percentile shown as `>` fell among cards not posted "
-        "within the drain time after the offer ended. Plot: [latency.png](latency.png).",
+        f"{_num(latency['seconds_per_rate'])} s (10,000 messages at most). A percentile shown as `>` fell among "
+        "cards not posted within the drain time after the offer ended; a rate that left a backlog is followed by "
+        "a fresh deployment. Plot: [latency.png](latency.png).",
         "",
         "| offered | sent | accepted (HTTP 200) | cards posted | p50 | p95 | p99 | accepted -> command p50 / p99 "
         "| command -> post p50 / p99 | webhook answer p50 / p99 | backlog |",

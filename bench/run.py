@@ -67,16 +67,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--measure-s", type=float, default=60, help="cap of a flow's measurement after its first output (s)"
     )
     for flag, default, what in (
-        ("--sink-commands", 3000, "commands for the sink's throughput"),
-        ("--hot-commands", 20, "commands into the one hot channel, with Slack's per-channel limit on"),
-        ("--other-commands", 3, "commands into each of the other 199 channels"),
+        ("--sink-commands", 1000, "commands for the sink's throughput"),
+        ("--hot-commands", 10, "commands into the one hot channel, with Slack's per-channel limit on"),
+        ("--other-commands", 2, "commands into each of the other 199 channels"),
         ("--ledger-entries", 1_000_000, "ledger entries a sink starts on"),
     ):
         parser.add_argument(flag, type=int, default=default, help=f"{what} (default: %(default)s)")
     parser.add_argument(
         "--latency-rates", default="100,1000,5000", help="offered webhook rates, messages/s (default: %(default)s)"
     )
-    parser.add_argument("--latency-s", type=float, default=10, help="how long each rate is offered (s)")
+    parser.add_argument("--latency-s", type=float, default=5, help="how long each rate is offered (s)")
     parser.add_argument("--latency-threads", type=int, default=1000, help="threads the latency messages go to")
     parser.add_argument("--step-limit", type=float, default=240, help="time limit of each step (s)")
     parser.add_argument("--max-minutes", type=float, default=14, help="the whole run stops cleanly after this")

@@ -1,7 +1,9 @@
-"""The two faust-streaming fixes threadlink carries (streams/faust_fixes.py), each checked where it
-acts: the seek after recovery hands out nothing while it moves the offsets, and the worker's
-consumer reads committed records only. The end-to-end proof of the first is
-tests/integration/test_streams_restart.py."""
+"""The fixes to faust-streaming and aiokafka threadlink carries (streams/faust_fixes.py), each
+checked where it acts: the seek after recovery hands out nothing while it moves the offsets, the
+worker's consumer reads committed records only, and it subscribes only to topics the broker
+lists. On the real broker: tests/integration/test_streams_restart.py (the seek),
+tests/integration/test_producer_metadata.py (the producer tracks every topic it sends to) and
+the bench's table load (tests/integration/test_bench_smoke.py)."""
 
 from __future__ import annotations
 
@@ -68,12 +70,19 @@ async def test_the_seek_stops_the_flow_first_waits_for_the_record_in_hand_and_le
     assert consumer._committed_offset == {A: 7}
 
 
-def test_install_is_idempotent_and_patches_the_consumer() -> None:
+def test_install_is_idempotent_and_patches_the_consumer_and_the_client() -> None:
+    from aiokafka.client import AIOKafkaClient
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    def patched() -> tuple[Any, ...]:
+        client = AIOKafkaClient._wait_on_metadata
+        return Consumer.perform_seek, Consumer.getmany, AIOKafkaConsumerThread.subscribe, client
+
     faust_fixes.install()
-    seek, getmany = Consumer.perform_seek, Consumer.getmany
+    first = patched()
     faust_fixes.install()
-    assert (Consumer.perform_seek, Consumer.getmany) == (seek, getmany)
-    assert seek.__module__ == faust_fixes.__name__
+    assert patched() == first
+    assert {fn.__module__ for fn in first} == {faust_fixes.__name__}
 
 
 def test_the_worker_consumer_reads_committed_records_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,3 +126,45 @@ def test_the_worker_consumer_reads_committed_records_only(monkeypatch: pytest.Mo
     driver.AIOKafkaConsumerThread._create_worker_consumer(thread, transport)
     assert built["isolation_level"] == "read_committed"
     assert driver.aiokafka.AIOKafkaConsumer is Recorder  # put back after the call
+
+
+class Cluster:
+    """aiokafka's ClusterMetadata as far as the fix reads it: topic -> {partition: leader}."""
+
+    def __init__(self, topics: dict[str, dict[int, int]]) -> None:
+        self.topics = topics
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return set(self.topics[topic]) if topic in self.topics else None
+
+    def leader_for_partition(self, tp: Any) -> int | None:
+        return self.topics.get(tp.topic, {}).get(tp.partition)
+
+
+class Client:
+    """Answers each metadata request with the next of `answers` (the last one from then on)."""
+
+    def __init__(self, *answers: dict[str, dict[int, int]]) -> None:
+        self.answers, self.asked = list(answers), 0
+
+    async def fetch_all_metadata(self) -> Cluster:
+        self.asked += 1
+        return Cluster(self.answers[min(self.asked, len(self.answers)) - 1])
+
+
+def test_a_topic_counts_as_listed_only_with_partitions_that_all_have_a_leader() -> None:
+    cluster = Cluster({"ready": {0: 1, 1: 1}, "leaderless": {0: 1, 1: -1}, "empty": {}})
+    missing = faust_fixes.unlisted(cluster, ["ready", "leaderless", "empty", "absent"])
+    assert missing == ["absent", "empty", "leaderless"]
+
+
+async def test_the_subscription_waits_until_the_broker_lists_a_topic_created_a_moment_ago() -> None:
+    # A changelog Faust has just created: not there, then there without leaders, then ready.
+    client = Client({"in": {0: 1}}, {"in": {0: 1}, "changelog": {0: -1}}, {"in": {0: 1}, "changelog": {0: 1}})
+    assert await faust_fixes.wait_until_listed(client, ["in", "changelog"], timeout_s=5) == []
+    assert client.asked == 3
+
+
+async def test_the_subscription_goes_ahead_after_the_timeout_naming_what_is_missing() -> None:
+    client = Client({"in": {0: 1}})
+    assert await faust_fixes.wait_until_listed(client, ["in", "changelog"], timeout_s=0.2) == ["changelog"]

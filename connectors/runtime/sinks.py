@@ -558,7 +558,18 @@ class SinkRunner:
             # Commands of a refused credential or a long Retry-After wait in memory meanwhile.
             max_poll_interval_ms=1_800_000,
         )
-        consumer.subscribe([self.topics.commands(self.name)], listener=_Rebalance(self))
+        topic = self.topics.commands(self.name)
+        consumer.subscribe([topic], listener=_Rebalance(self))
+        # Learn the topic's partitions after subscribing and before the first join (topics()
+        # asks the broker; see pollers.py's _subscribe): a leader that assigns from an empty
+        # snapshot leaves the sink without partitions until a rebalance kafka-python 3.0 may
+        # never finish. A topic just created may take a moment to be listed.
+        deadline = time.monotonic() + 60
+        while topic not in consumer.topics() or not consumer.partitions_for_topic(topic):
+            if time.monotonic() > deadline:
+                log.warning("sink %s: %s is not listed by the broker: run `threadlink topics apply`", self.name, topic)
+                break
+            time.sleep(0.2)
         return consumer
 
     def _poll(self, pause: bool, resume: bool) -> tuple[dict[Any, list[Any]], set[int], set[int]]:

@@ -162,6 +162,11 @@ class SinkRunner:
         return f"{self.topics.namespace}.sink.{self.name}"
 
     @property
+    def owned_partitions(self) -> set[int]:
+        """The commands partitions this instance works on now."""
+        return set(self._generation)
+
+    @property
     def in_flight(self) -> int:
         return len(self._offsets)
 

@@ -173,7 +173,8 @@ async def test_two_replicas_share_the_partitions_and_do_each_command_once(
         await publish_all(publisher, topics, first_half)
         await until(lambda: len(one.executed) >= 50, what="the first replica at work")
         # A second replica joins mid-stream: the group rebalances while commands are in flight.
-        async with running(runner_for(two, kafka_bootstrap, topics, publisher)):
+        async with running(runner_for(two, kafka_bootstrap, topics, publisher)) as second:
+            await until(lambda: second.owned_partitions, what="the second replica's partitions")
             await publish_all(publisher, topics, second_half)
             everything = {c.data.command_id for c in first_half + second_half}
             await until(lambda: set(one.executed) | set(two.executed) >= everything, what="every command")
@@ -199,6 +200,7 @@ async def test_a_rate_limited_channel_waits_while_the_others_go_on(kafka_bootstr
     async with running(runner_for(sink, kafka_bootstrap, topics, publisher)):
         # HOT is refused for as long as this waits: every other channel gets through meanwhile.
         await until(lambda: len(sink.executed) == len(others), what="the other channels")
+        await until(lambda: len(sink.refused_at["HOT"]) >= 3, what="HOT refused and tried again")
         assert sink.by_channel.get("HOT") is None
         sink.refused_channels.clear()
         await until(lambda: len(sink.by_channel.get("HOT", [])) == 5, what="the refused channel, once allowed")

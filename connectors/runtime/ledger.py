@@ -191,7 +191,8 @@ class SinkLedger:
                 data["command_id"],
                 data.get("state", "done"),
                 at_ms,
-                orjson.dumps(effect) if effect else None,
+                # A copy: orjson's bytes keep its 4 KiB output buffer (4 GB for a million entries).
+                bytes(memoryview(orjson.dumps(effect))) if effect else None,
                 data.get("coalesce_key"),
                 data.get("coalesce_rank"),
             )

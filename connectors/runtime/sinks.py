@@ -340,13 +340,18 @@ class SinkRunner:
 
         async def attempt() -> Effect:
             nonlocal attempts
-            # Tokens first, a slot second: a key waiting for its channel holds no slot from the others.
-            waited = await self.limits.acquire(lanes)
-            if waited:
-                metrics.SINK_RATE_WAITS.labels(self.name).inc()
-            async with self._slots:
-                attempts += 1
-                return await self.sink.execute(command, envelope)
+            # Wait for the lanes without a slot (a key waiting for its channel holds none from the
+            # others), then take the tokens only once a slot is held, so the call goes out at once
+            # and two calls of one lane never reach the platform closer than its rate.
+            while True:
+                delay = self.limits.delay(lanes)
+                if delay > 0:
+                    metrics.SINK_RATE_WAITS.labels(self.name).inc()
+                    await asyncio.sleep(delay)
+                async with self._slots:
+                    if self.limits.take(lanes):
+                        attempts += 1
+                        return await self.sink.execute(command, envelope)
 
         def on_retry(state: Any) -> None:
             exc = state.outcome.exception()

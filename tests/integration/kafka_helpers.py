@@ -1,11 +1,12 @@
-"""Reading topics in tests, on the real broker."""
+"""Reading topics in tests, on the real broker, and brokers of a test module's own."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.partitioner.default import murmur2
 from pydantic import TypeAdapter
@@ -84,3 +85,18 @@ def key_on_partition_of(key: str, partitions: int, make: Any) -> str:
     travels behind `key`'s events, so its arrival means theirs are done."""
     target = partition_of(key, partitions)
     return next(candidate for n in range(1, 10_000) if partition_of(candidate := make(n), partitions) == target)
+
+
+def own_kafka(layout: str, what: str, base_dir: Any = None) -> Iterator[Any]:
+    """A broker layout of deploy/kafka/local_kafka.py started for one test module and wiped
+    after it (never the shared broker): the body of a module-scoped fixture."""
+    from threadlink.devkafka import local_kafka
+
+    module = local_kafka()
+    kafka = module.LocalKafka(layout, base_dir) if base_dir is not None else module.LocalKafka(layout)
+    try:
+        kafka.up(quiet=True)
+    except module.LocalKafkaError as exc:
+        pytest.fail(f"could not start {what}: {exc}")
+    yield kafka
+    kafka.wipe()

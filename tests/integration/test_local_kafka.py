@@ -17,7 +17,7 @@ from connectors.runtime.kafka import KafkaPublisher
 from schemas import events
 from schemas.envelope import Envelope
 from schemas.social import Author, SocialMessage, ThreadRef
-from tests.integration.kafka_helpers import envelopes
+from tests.integration.kafka_helpers import envelopes, own_kafka
 from threadlink.config import Settings
 from threadlink.devkafka import SCRIPT, local_kafka
 from threadlink.topics_admin import apply_topics
@@ -53,14 +53,7 @@ def test_missing_maven_is_one_clear_line(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[object]:
-    module = local_kafka()
-    kafka = module.LocalKafka("cluster")
-    try:
-        kafka.up(quiet=True)
-    except module.LocalKafkaError as exc:
-        pytest.fail(f"could not start the 3-node cluster: {exc}")
-    yield kafka
-    kafka.wipe()
+    yield from own_kafka("cluster", "the 3-node cluster")
 
 
 def message(n: int) -> Envelope[SocialMessage]:

@@ -26,7 +26,7 @@ import pytest
 
 from schemas.commands import Command, UpdateCard
 from schemas.topics import STREAM_PARTITIONS
-from tests.integration.kafka_helpers import TopicTail, key_on_partition_of, wait_for
+from tests.integration.kafka_helpers import TopicTail, key_on_partition_of, own_kafka, wait_for
 from tests.integration.sandbox_deployment import SandboxDeployment, start_sandbox, stop_sandbox
 from threadlink.devkafka import local_kafka
 
@@ -174,14 +174,7 @@ TICKETS = ["RBR-1", "RBR-2", "RBR-3"]
 @pytest.fixture(scope="module")
 def spare_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A broker of this module's own, to restart at will (never the shared one)."""
-    module = local_kafka()
-    kafka = module.LocalKafka("spare", tmp_path_factory.mktemp("spare-kafka"))
-    try:
-        kafka.up(quiet=True)
-    except module.LocalKafkaError as exc:
-        pytest.fail(f"could not start the spare Kafka broker: {exc}")
-    yield kafka
-    kafka.wipe()
+    yield from own_kafka("spare", "the spare Kafka broker", tmp_path_factory.mktemp("spare-kafka"))
 
 
 @pytest.fixture

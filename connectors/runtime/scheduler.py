@@ -9,7 +9,6 @@ so the next commands of that channel wait instead of being refused too.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 
@@ -49,15 +48,6 @@ class RateLimiter:
         for lane in lanes:
             self._bucket(lane, now).tokens -= 1
         return True
-
-    async def acquire(self, lanes: Sequence[Lane]) -> float:
-        """Wait until every lane has a token and take them; returns the seconds waited."""
-        waited = 0.0
-        while not self.take(lanes):
-            pause = max(self.delay(lanes), 0.001)
-            await asyncio.sleep(pause)
-            waited += pause
-        return waited
 
     def hold(self, lane: Lane, seconds: float) -> None:
         """The platform refused for a while (429 Retry-After): nothing goes on this lane sooner."""

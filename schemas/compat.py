@@ -19,6 +19,7 @@ from typing import Any
 Schema = dict[str, Any]
 
 _UNION_KEYS = ("anyOf", "oneOf")
+_VIA_REF = "x-threadlink-via-ref"  # marks a resolved copy, so a model inside a union is also compared once
 
 
 def breaking_changes(old: Schema, new: Schema) -> list[str]:
@@ -59,7 +60,7 @@ class _Diff:
             for part in ref[2:].split("/"):
                 target = target[part.replace("~1", "/").replace("~0", "~")]
             siblings = {key: value for key, value in node.items() if key != "$ref"}
-            node = {**target, **siblings}
+            node = {**target, **siblings, _VIA_REF: ref}
             if siblings.get("required") and target.get("required"):
                 node["required"] = [*target["required"], *siblings["required"]]
         return node
@@ -110,6 +111,11 @@ class _Diff:
                 what = f"variant {key} removed" if "=" in key else f"type narrowed: {key} no longer allowed"
                 self.report(path, f"{what} (now {now})")
                 continue
+            refs = (old_variant.get(_VIA_REF), match.get(_VIA_REF))
+            if None not in refs:
+                if refs in self.seen:
+                    continue
+                self.seen.add(refs)  # type: ignore[arg-type]
             self.compare_plain(old_variant, match, f"{path}[{key}]" if "=" in key else path)
 
     def compare_plain(self, old: Schema, new: Schema, path: str) -> None:

@@ -70,6 +70,17 @@ class Author(BaseModel):
     )
 
 
+class SharedFile(BaseModel):
+    """A file shared in a message. threadlink never downloads content; the link needs the
+    platform's own auth."""
+
+    id: str
+    name: str = ""
+    mimetype: str | None = None
+    size_bytes: int | None = Field(default=None, ge=0)
+    url: str | None = Field(default=None, description="The platform's private link to it (needs its auth).")
+
+
 class SocialMessage(BaseModel):
     """A message posted, edited or deleted in a thread (a channel's top-level message is the
     root of its own thread)."""
@@ -88,6 +99,9 @@ class SocialMessage(BaseModel):
         default="internal", description="Who can read the place it was said in (schemas/visibility.py)."
     )
     mentions_threadlink: bool = Field(default=False, description="The message addresses threadlink (@threadlink).")
+    files: list[SharedFile] = Field(
+        default_factory=list, max_length=20, description="Files shared with the message: metadata only, never content."
+    )
 
 
 class SocialReaction(BaseModel):
@@ -102,5 +116,45 @@ class SocialReaction(BaseModel):
     channel_visibility: Visibility = "internal"
 
 
-SocialEvent = Annotated[SocialMessage | SocialReaction, Field(discriminator="kind")]
-"""What the social events topic carries. New kinds (channel changes, ...) join this union."""
+class SocialMembership(BaseModel):
+    """Someone (threadlink's own bot included) joined or left a channel or room. Keyed by the
+    channel's id."""
+
+    kind: Literal["membership"] = "membership"
+    channel: ChannelRef
+    action: Literal["joined", "left"] = "joined"
+    member: Author
+    channel_visibility: Visibility = "internal"
+
+
+class SocialChannelChange(BaseModel):
+    """A channel or room was created, renamed, archived or unarchived, or who may read it
+    changed. Keyed by the channel's id."""
+
+    kind: Literal["channel"] = "channel"
+    channel: ChannelRef
+    action: Literal["created", "renamed", "archived", "unarchived", "visibility_changed"]
+    name: str | None = Field(default=None, description="The channel's name after the change.")
+    channel_visibility: Visibility = "internal"
+    actor: Author | None = None
+
+
+class SocialAction(BaseModel):
+    """Someone pressed a button on a card threadlink posted (Slack `block_actions`, a Matrix
+    reaction on a card's option): a request for a flow, e.g. follow or open as ticket."""
+
+    kind: Literal["action"] = "action"
+    thread: ThreadRef
+    message_id: str = Field(description="The card's platform message id.")
+    action_id: str = Field(description="Which control, e.g. threadlink.follow or threadlink.open_ticket.")
+    value: str | None = Field(default=None, max_length=2000, description="The control's value, e.g. a record id.")
+    author: Author
+    channel_visibility: Visibility = "internal"
+
+
+SocialEvent = Annotated[
+    SocialMessage | SocialReaction | SocialMembership | SocialChannelChange | SocialAction,
+    Field(discriminator="kind"),
+]
+"""What the social events topic carries: thread events keyed by thread id, channel events
+(membership, channel changes) by channel id."""

@@ -8,8 +8,16 @@ import pytest
 from schemas.commands import FetchRecord, PostCard
 from schemas.outcomes import Effect
 from schemas.records import RecordMissing, RecordRef
-from streams.state import MAX_WAITING
-from tests.unit.streams.flowkit import NAMES, Desk, commands, kinds, thread, ticket
+from schemas.social import (
+    Author,
+    SocialAction,
+    SocialChannelChange,
+    SocialEvent,
+    SocialMembership,
+    SocialReaction,
+)
+from streams.state import MAX_WAITING, ThreadState
+from tests.unit.streams.flowkit import NAMES, Desk, commands, envelope, kinds, thread, ticket
 from threadlink.config import LimitSettings, StreamSettings
 
 pytestmark = pytest.mark.unit
@@ -224,3 +232,19 @@ def test_outputs_are_valid_commands() -> None:
     assert all(
         isinstance(e.envelope.data, PostCard) for e in commands(desk.say("PROJ-9", where=thread("C9")), "post_card")
     )
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        SocialReaction(thread=thread(), message_id="1.1", reaction="eyes", author=Author(id="U1")),
+        SocialMembership(channel=thread().channel_ref, member=Author(id="U1")),
+        SocialChannelChange(channel=thread().channel_ref, action="renamed", name="support-escalations"),
+        SocialAction(thread=thread(), message_id="1.1", action_id="threadlink.follow", author=Author(id="U1")),
+    ],
+    ids=["reaction", "membership", "channel", "action"],
+)
+def test_social_events_other_than_messages_make_no_links(event: SocialEvent) -> None:
+    desk = Desk()
+    desk.record(ticket())
+    assert desk.flow.on_social(ThreadState(), envelope(event)) == []

@@ -99,6 +99,7 @@ async def test_plain_message_is_published_as_posted(
         "permalink": "https://acme.slack.com/archives/C0GENERAL1/p1700000000000100",
         "channel_visibility": "internal",
         "mentions_threadlink": False,
+        "files": [],
     }
 
 

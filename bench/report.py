@@ -105,6 +105,10 @@ def _rate(figure: Any) -> float | None:
 def finish_run(record: dict[str, Any]) -> None:
     """End-of-run facts and the ratios of each flow to the broker's limit and to plain Faust."""
     record["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    _ratios(record)
+
+
+def _ratios(record: dict[str, Any]) -> None:
     figures = record["figures"]
     limit = _rate(figures.get("broker"))
     plain = figures.get("plain_faust", {})
@@ -122,6 +126,39 @@ def finish_run(record: dict[str, Any]) -> None:
     record["ratios"] = ratios
 
 
+def _not_measured(figure: Any) -> bool:
+    """Only `--only`'s placeholders (or nothing at all) inside."""
+    if isinstance(figure, dict):
+        if "not_measured" in figure:
+            return True
+        return all(_not_measured(value) for value in figure.values())
+    return False
+
+
+def carry_over(record: dict[str, Any], previous: dict[str, Any] | None) -> None:
+    """A run of some steps (`--only`) keeps the previous run's figures of the others, each
+    marked with the run it comes from: results.md always shows every figure."""
+    if previous is None:
+        return
+    carried = record.setdefault("carried_over", {})
+    for name, figure in record["figures"].items():
+        before = previous.get("figures", {}).get(name)
+        if _not_measured(figure) and before is not None and not _not_measured(before):
+            record["figures"][name] = before
+            origin = previous.get("carried_over", {}).get(name) or {
+                "date": previous.get("date"),
+                "commit": (previous.get("git") or {}).get("commit"),
+            }
+            carried[name] = origin
+    for name, figure in previous.get("figures", {}).items():  # a step this run's harness does not know
+        if name not in record["figures"]:
+            record["figures"][name] = figure
+            carried[name] = previous.get("carried_over", {}).get(name) or {"date": previous.get("date")}
+    if not carried:
+        del record["carried_over"]
+    _ratios(record)
+
+
 def load_runs(path: Path) -> list[dict[str, Any]]:
     try:
         doc = json.loads(path.read_text())
@@ -133,7 +170,9 @@ def load_runs(path: Path) -> list[dict[str, Any]]:
 def write(out: Path, record: dict[str, Any]) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "results.json", out / "results.md"
-    runs = [r for r in load_runs(json_path) if r.get("label") and r.get("label") != record.get("label")]
+    earlier = load_runs(json_path)
+    carry_over(record, next((r for r in reversed(earlier) if r.get("label") == record.get("label")), None))
+    runs = [r for r in earlier if r.get("label") and r.get("label") != record.get("label")]
     runs.append(record)
     json_path.write_text(json.dumps({"format": FORMAT, "runs": runs}, indent=2) + "\n")
     md_path.write_text(render(runs))
@@ -269,6 +308,17 @@ def render(runs: list[dict[str, Any]]) -> str:
         f"{' (uncommitted changes)' if git.get('dirty') else ''} on `{git.get('branch')}`, "
         f"{_num(run.get('duration_s'), 0)} s in all"
         + (f"; **aborted**: {run['aborted']}" if run.get("aborted") else ""),
+        *(
+            [
+                "- **Carried over** (not run this time, `--only`): "
+                + ", ".join(
+                    f"{name} from {origin.get('date') or '?'} (`{(origin.get('commit') or '?')[:12]}`)"
+                    for name, origin in sorted(run["carried_over"].items())
+                )
+            ]
+            if run.get("carried_over")
+            else []
+        ),
         f"- **Machine**: {machine['cores']} cores, {machine['cpu']}, {machine.get('memory_gib')} GiB; load average "
         f"{machine.get('load_average_start')} at the start, {machine.get('load_average_end')} at the end "
         "(a shared machine: other work was running, so figures are noisy)",

@@ -68,6 +68,12 @@ class Publisher(Protocol):
         connector a publisher that counts its events under the connector's name."""
 
 
+class PublishedLately(Protocol):
+    async def __call__(self, topic: str, *, id_prefix: str, since_s: float) -> list[str]:
+        """Ids starting with `id_prefix` of the envelopes on `topic` from the last `since_s`
+        seconds, oldest first, at most connectors.runtime.recent.MAX_IDS."""
+
+
 @dataclass
 class ConnectorContext:
     """What the runtime gives a connector when building it."""
@@ -77,6 +83,10 @@ class ConnectorContext:
     topics: TopicNames
     publisher: Publisher
     """Labelled with `name`: its metrics say which connector published."""
+    published_lately: PublishedLately | None = None
+    """Reads back what was published lately (connectors/runtime/recent.py): a webhook source
+    whose platform redelivers calls it in `start()` to recognise redeliveries of events that
+    another replica, or this one before a restart, already published. None in unit tests."""
 
 
 def header_value(headers: Mapping[str, str], name: str) -> str | None:

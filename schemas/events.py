@@ -2,6 +2,9 @@
 
 SOCIAL_MESSAGE = "io.threadlink.social.message.{action}"  # posted | edited | deleted
 SOCIAL_REACTION = "io.threadlink.social.reaction.{action}"  # added | removed
+SOCIAL_MEMBERSHIP = "io.threadlink.social.membership.{action}"  # joined | left
+SOCIAL_CHANNEL = "io.threadlink.social.channel.{action}"  # created | renamed | archived | unarchived | ...
+SOCIAL_ACTION = "io.threadlink.social.action.pressed"
 RECORD_UPSERTED = "io.threadlink.record.{kind}.upserted"  # ticket | article | production_order | machine_state
 RECORD_MISSING = "io.threadlink.record.missing"
 RECORD_COMMENT = "io.threadlink.record.comment.{action}"  # added | edited | deleted

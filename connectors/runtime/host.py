@@ -5,6 +5,7 @@ sinks. `threadlink connectors run` starts it."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from connectors.registry import plugin_for
 from connectors.runtime.batching import BatchedPublisher
 from connectors.runtime.kafka import KafkaPublisher
 from connectors.runtime.pollers import PollerGroup
+from connectors.runtime.recent import published_ids
 from connectors.runtime.sinks import SinkRunner
 from connectors.runtime.streaming import StreamRunner
 from connectors.runtime.webhooks import DeadLetters, HttpLimits, build_app, webhook_path
@@ -52,7 +54,14 @@ class ConnectorHost:
                 continue
             plugin = plugin_for(entry.type or name)
             assert plugin is not None  # load_settings validated the type
-            context = ConnectorContext(name=name, topics=kafka.topics, publisher=self.publisher.labelled(name))
+            context = ConnectorContext(
+                name=name,
+                topics=kafka.topics,
+                publisher=self.publisher.labelled(name),
+                published_lately=functools.partial(
+                    published_ids, kafka.bootstrap_servers, client_id=f"{kafka.client_id}-recent-{name}"
+                ),
+            )
             self.parts[name] = plugin.build(connector_config(self.settings, name), context)
 
     async def start(self) -> None:

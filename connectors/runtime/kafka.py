@@ -143,17 +143,22 @@ def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
         future.set_exception(PublishError(f"broker did not acknowledge: {exc}"))
 
 
-def read_to_end(bootstrap_servers: str, topic: str, *, client_id: str, timeout_s: float = 30) -> list[Any]:
-    """Every record of `topic` from the beginning to the end offsets seen at the start.
-
-    Blocking: call from a worker thread. Used to load the sink ledger (a compacted topic).
-    """
-    consumer = KafkaConsumer(
+def standalone_consumer(bootstrap_servers: str, *, client_id: str) -> KafkaConsumer:
+    """A consumer outside any group, committing nothing: for reading a topic back."""
+    return KafkaConsumer(
         bootstrap_servers=bootstrap_servers.split(","),
         client_id=client_id,
         group_id=None,
         enable_auto_commit=False,
     )
+
+
+def read_to_end(bootstrap_servers: str, topic: str, *, client_id: str, timeout_s: float = 30) -> list[Any]:
+    """Every record of `topic` from the beginning to the end offsets seen at the start.
+
+    Blocking: call from a worker thread. Used to load the sink ledger (a compacted topic).
+    """
+    consumer = standalone_consumer(bootstrap_servers, client_id=client_id)
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in partitions]

@@ -1,6 +1,6 @@
 """The card threadlink posts into a thread for a record of any kind: one Block Kit section
-made of the record's title and its display fields, plus the plain-text fallback Slack shows in
-notifications and to clients without blocks.
+made of the record's title and its display fields, and a "Follow" button, plus the plain-text
+fallback Slack shows in notifications and to clients without blocks.
 
     *<https://acme.atlassian.net/browse/PROJ-1|PROJ-1>* Login fails on Safari
     Status: In Progress    Assignee: Ada    Priority: High
@@ -92,7 +92,27 @@ def card_blocks(record: RecordBase, command_id: str | None = None, *, redacted: 
     ]
     if fields:  # Block Kit refuses an empty `fields` list
         section["fields"] = fields
-    return [section]
+    return [section, follow_button(record)]
+
+
+#: The card's controls; connectors/slack/interactivity.py publishes their presses.
+FOLLOW_ACTION = "threadlink.follow"
+
+
+def follow_button(record: RecordBase) -> dict[str, Any]:
+    """ "Follow": the person who presses it asks to hear of the record's changes (a SocialAction
+    whose value is the record's id)."""
+    return {
+        "type": "actions",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": FOLLOW_ACTION,
+                "text": {"type": "plain_text", "text": "Follow"},
+                "value": record.ref.id[:2000],
+            }
+        ],
+    }
 
 
 def render_card(

@@ -36,7 +36,11 @@ class SlackConfig(BaseModel):
 
     Point the app's Event Subscriptions Request URL at `/webhooks/<connector name>/events`
     and subscribe to the bot events message.channels, message.groups (and message.im,
-    message.mpim if wanted); the bot needs the chat:write scope to post cards, and
+    message.mpim if wanted), and, for the rest of what happens in a thread, reaction_added,
+    reaction_removed, app_mention, member_joined_channel, member_left_channel, channel_created,
+    channel_rename, channel_archive, channel_unarchive (group_* for private channels). Point
+    Interactivity's Request URL at `/webhooks/<connector name>/interactivity` for the cards'
+    buttons; the bot needs the chat:write scope to post cards, and
     channels:history (groups:history for private channels) to find a card a timed-out post
     may have left, instead of posting it twice.
     """
@@ -81,6 +85,21 @@ class SlackConfig(BaseModel):
         description="The workspace's address (https://acme.slack.com/), for links back to threads. "
         "Left unset, it is learned with auth.test at start.",
     )
+    redelivery_window_s: int = Field(
+        default=900,
+        ge=0,
+        le=86_400,
+        description="At start, the events published in this many seconds before are read back from Kafka, so "
+        "Slack's redeliveries (three, within minutes) are recognised after a restart and by every replica. "
+        "0: only this process's own memory.",
+    )
+    ignore_bots: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Other bots whose messages threadlink never acts on, by bot id (B...) or app id (A...), "
+        "or \"*\" for every bot: two bridges that answer each other's messages would loop. threadlink's own "
+        "messages are always marked and never acted on.",
+    )
     request_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one Web API call, in seconds.")
     rate_limits: SlackRateLimits = Field(
         default_factory=SlackRateLimits, description="The limits the sink keeps (Slack's, by default)."
@@ -92,6 +111,14 @@ class SlackConfig(BaseModel):
         description="Web API calls in flight at once (httpx's pool scans every connection per request: "
         "more costs CPU for little gain).",
     )
+
+    @field_validator("ignore_bots")
+    @classmethod
+    def _bot_ids(cls, value: list[str]) -> list[str]:
+        for bot in value:
+            if bot != "*" and not (bot[:1] in ("B", "A") and bot[1:].isalnum() and len(bot) <= 32):
+                raise ValueError(f'{bot!r} is not a bot id (B...), an app id (A...) or "*"')
+        return value
 
     @field_validator("api_base_url")
     @classmethod

@@ -7,6 +7,7 @@ from typing import Any
 from connectors.base import ConnectorContext, ConnectorParts, ConnectorPlugin
 from connectors.slack.client import SlackClient
 from connectors.slack.config import SlackConfig
+from connectors.slack.interactivity import SlackInteractivitySource
 from connectors.slack.mapping import SlackIdentity
 from connectors.slack.sink import SlackSink
 from connectors.slack.source import SlackEventsSource
@@ -22,12 +23,17 @@ def build(config: Any, ctx: ConnectorContext) -> ConnectorParts:
     )
     sink = SlackSink(client, identity, config.rate_limits)
     sink.max_concurrency = config.max_concurrency
-    return ConnectorParts(webhooks=[SlackEventsSource(config, ctx, identity, client=client)], sink=sink)
+    webhooks = [
+        SlackEventsSource(config, ctx, identity, client=client),
+        SlackInteractivitySource(config, ctx, identity),
+    ]
+    return ConnectorParts(webhooks=webhooks, sink=sink)
 
 
 PLUGIN = ConnectorPlugin(
     kind="slack",
     config_model=SlackConfig,
     build=build,
-    description="Slack: thread messages in through the Events API (signed webhook), ticket cards out via the Web API.",
+    description="Slack: what happens in threads in through the Events API and the cards' buttons through the "
+    "interactivity endpoint (signed webhooks); record cards out via the Web API.",
 )

@@ -1,4 +1,4 @@
-"""The Slack Events API webhook: signed requests in, SocialMessage envelopes out.
+"""The Slack Events API webhook: signed requests in, social event envelopes out.
 
 Verification is Slack's v0 scheme on the raw body (https://api.slack.com/authentication/verifying-requests-from-slack):
 `X-Slack-Signature = "v0=" + hex(HMAC-SHA256(signing_secret, "v0:<timestamp>:<body>"))`, with
@@ -18,15 +18,18 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
+from kafka.errors import KafkaError
+
 from connectors.base import ConnectorContext, Unauthorized, WebhookRequest, WebhookResponse, WebhookSource, header_value
 from connectors.errors import SkippableError
 from connectors.runtime.dedup import RecentIds
 from connectors.runtime.payloads import parse_json_object
 from connectors.slack.client import SlackClient
 from connectors.slack.config import SlackConfig
-from connectors.slack.mapping import SlackIdentity, envelope_for
+from connectors.slack.mapping import SlackEvent, SlackIdentity, bot_ids, envelope_for, same_message_key
+from connectors.slack.threads import ThreadIndex
 from schemas.envelope import Envelope
-from schemas.social import SocialMessage
+from schemas.social import SocialMessage, SocialReaction
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,17 @@ def verify_signature(
         raise Unauthorized(f"{SIGNATURE_HEADER} does not match the body (wrong signing_secret?)")
 
 
+def verify_request(config: SlackConfig, request: WebhookRequest, *, now: float | None = None) -> None:
+    """`verify_signature` with the app's signing secret and replay window."""
+    verify_signature(
+        config.signing_secret.get_secret_value(),
+        request.headers,
+        request.body,
+        max_age_s=config.signature_max_age_s,
+        now=now,
+    )
+
+
 class SlackEventsSource(WebhookSource):
     """Served at `/webhooks/<connector name>/events`: the app's Event Subscriptions Request URL."""
 
@@ -90,13 +104,16 @@ class SlackEventsSource(WebhookSource):
         *,
         client: SlackClient | None = None,
         recent: RecentIds | None = None,
+        threads: ThreadIndex | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
         self._ctx = ctx
         self._identity = identity
         self._client = client
-        self._recent = recent or RecentIds()
+        self._recent = recent if recent is not None else RecentIds()
+        self._threads = threads if threads is not None else ThreadIndex(client)
+        self._ignored_bots = set(config.ignore_bots)
         self._clock = clock
         # event_id -> the publish in progress: a redelivery that arrives meanwhile waits for it
         # instead of publishing a second copy.
@@ -104,22 +121,37 @@ class SlackEventsSource(WebhookSource):
 
     async def start(self) -> None:
         """Learn threadlink's own ids (auth.test) before the first event, so its own messages
-        are marked `is_threadlink` even when this process runs no sink."""
+        are marked `is_threadlink` even when this process runs no sink; and remember the events
+        published lately, by this replica before a restart or by another."""
         if self._client is not None:
             await self._identity.resolve(self._client)
+        await self._remember_published()
+
+    async def _remember_published(self) -> None:
+        window = self._config.redelivery_window_s
+        if self._ctx.published_lately is None or window == 0:
+            return
+        prefix = f"{self._ctx.name}:"
+        try:
+            ids = await self._ctx.published_lately(self._ctx.topics.social_events, id_prefix=prefix, since_s=window)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            # Not a reason to refuse events: downstream still knows a redelivery by its id.
+            log.warning(
+                "slack: could not read back the events published lately (%s); redeliveries of "
+                "events published before this start will not be recognised here",
+                exc,
+            )
+            return
+        for envelope_id in ids:
+            self._recent.remember(envelope_id.removeprefix(prefix))
+        log.info("slack: remembered %d events published in the last %ds", len(ids), window)
 
     async def stop(self) -> None:
         if self._client is not None:
             await self._client.aclose()
 
     def verify(self, request: WebhookRequest) -> None:
-        verify_signature(
-            self._config.signing_secret.get_secret_value(),
-            request.headers,
-            request.body,
-            max_age_s=self._config.signature_max_age_s,
-            now=self._clock(),
-        )
+        verify_request(self._config, request, now=self._clock())
 
     async def handle(self, request: WebhookRequest) -> WebhookResponse:
         payload = parse_json_object(request.body, what="slack events body")
@@ -152,10 +184,18 @@ class SlackEventsSource(WebhookSource):
             await asyncio.shield(pending)
             return WebhookResponse(outcome="duplicate")
 
+        event = payload.get("event")
+        if isinstance(event, dict) and self._from_ignored_bot(event):
+            return WebhookResponse(outcome="ignored")
         envelope = envelope_for(payload, platform=self._ctx.name, identity=self._identity)
         if envelope is None:
             return WebhookResponse(outcome="ignored")  # acknowledged, nothing threadlink acts on
-        publish = asyncio.ensure_future(self._publish(event_id, envelope))
+        envelope = await self._placed_in_thread(envelope)
+        same_message = same_message_key(envelope.data)
+        if same_message is not None and self._recent.seen(same_message):
+            self._recent.remember(event_id)
+            return WebhookResponse(outcome="duplicate")
+        publish = asyncio.ensure_future(self._publish(event_id, envelope, same_message))
         self._in_flight[event_id] = publish
         try:
             # Shielded: a client that hangs up does not cancel a publish half-way.
@@ -167,12 +207,35 @@ class SlackEventsSource(WebhookSource):
                 publish.add_done_callback(lambda done: self._forget(event_id, done))
         return WebhookResponse()
 
+    def _from_ignored_bot(self, event: dict[str, object]) -> bool:
+        if not self._ignored_bots or event.get("type") not in ("message", "app_mention"):
+            return False
+        bots = bot_ids(event)
+        return bool(bots) and ("*" in self._ignored_bots or bool(bots & self._ignored_bots))
+
+    async def _placed_in_thread(self, envelope: Envelope[SlackEvent]) -> Envelope[SlackEvent]:
+        """Messages teach the index their thread; a reaction is moved into its message's thread."""
+        data = envelope.data
+        if isinstance(data, SocialMessage):
+            self._threads.remember(data.thread.channel, data.message_id, data.thread.thread_id)
+            return envelope
+        if not isinstance(data, SocialReaction):
+            return envelope
+        thread_ts = await self._threads.thread_of(data.thread.channel, data.message_id)
+        if thread_ts == data.thread.thread_id:
+            return envelope
+        thread = data.thread.model_copy(update={"thread_id": thread_ts})
+        return envelope.model_copy(update={"data": data.model_copy(update={"thread": thread}), "subject": thread.id})
+
     def _forget(self, event_id: str, publish: asyncio.Future[None]) -> None:
         self._in_flight.pop(event_id, None)
         if not publish.cancelled() and publish.exception() is not None:
             log.warning("slack event %s: publish failed after its request went away: %r", event_id, publish.exception())
 
-    async def _publish(self, event_id: str, envelope: Envelope[SocialMessage]) -> None:
-        await self._ctx.publisher.publish(self._ctx.topics.social_events, envelope.data.thread.id, envelope)
+    async def _publish(self, event_id: str, envelope: Envelope[SlackEvent], same_message: str | None) -> None:
+        assert envelope.subject is not None  # envelope_for gives every event its key
+        await self._ctx.publisher.publish(self._ctx.topics.social_events, envelope.subject, envelope)
         # Only now: an event whose publish failed is answered 503 and published on Slack's retry.
         self._recent.remember(event_id)
+        if same_message is not None:
+            self._recent.remember(same_message)

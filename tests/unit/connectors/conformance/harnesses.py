@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from connectors.base import ConnectorContext, WebhookRequest
+from connectors.base import ConnectorContext, ConnectorParts, WebhookRequest, WebhookSource
 from sandbox.contracts.jira import jira_contract
 from sandbox.jira_api import FakeJira
 from sandbox.slack_api import FakeSlack
@@ -45,6 +45,10 @@ class SlackHarness(ConnectorHarness):
         await fake.start()
         fake.add_channel(self.CHANNEL)
         return fake
+
+    def webhook_of(self, parts: ConnectorParts) -> WebhookSource:
+        """The Events API endpoint (the interactivity one has tests of its own)."""
+        return parts.webhooks[0]
 
     def config(self, stand_in: FakeSlack) -> Mapping[str, Any]:
         return {"signing_secret": self.SIGNING_SECRET, "bot_token": self.BOT_TOKEN, "api_base_url": stand_in.api_url}

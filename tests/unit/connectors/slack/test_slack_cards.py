@@ -29,7 +29,7 @@ def ticket(**overrides: object) -> TicketRecord:
     return TicketRecord.model_validate(values)
 
 
-def test_card_is_one_section_with_link_title_and_fields() -> None:
+def test_card_is_a_section_with_link_title_and_fields_and_a_follow_button() -> None:
     assert card_blocks(ticket()) == [
         {
             "type": "section",
@@ -42,7 +42,18 @@ def test_card_is_one_section_with_link_title_and_fields() -> None:
                 {"type": "mrkdwn", "text": "*Assignee*\nAda Lovelace"},
                 {"type": "mrkdwn", "text": "*Priority*\nHigh"},
             ],
-        }
+        },
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": "threadlink.follow",
+                    "text": {"type": "plain_text", "text": "Follow"},
+                    "value": "jira:PROJ-1",
+                }
+            ],
+        },
     ]
 
 
@@ -53,24 +64,24 @@ def test_fallback_text() -> None:
 
 
 def test_missing_values_are_left_out_and_nobody_means_unassigned() -> None:
-    (section,) = card_blocks(ticket(status=None, priority=None, assignee=None, url=None))
+    section, _follow = card_blocks(ticket(status=None, priority=None, assignee=None, url=None))
     assert section["text"]["text"] == "*PROJ-1* Login fails on Safari"
     assert section["fields"] == [{"type": "mrkdwn", "text": "*Assignee*\nUnassigned"}]
 
 
 def test_mrkdwn_is_escaped_so_titles_cannot_inject_links_or_mentions() -> None:
-    (section,) = card_blocks(ticket(title="<!channel> a & b <https://evil|click>"))
+    section, _follow = card_blocks(ticket(title="<!channel> a & b <https://evil|click>"))
     assert section["text"]["text"].endswith("&lt;!channel&gt; a &amp; b &lt;https://evil|click&gt;")
     assert card_text(ticket(title="a < b")) == "PROJ-1: a &lt; b (In Progress)"
 
 
 def test_a_url_that_would_break_the_link_is_left_out() -> None:
-    (section,) = card_blocks(ticket(url="https://x/a|b"))
+    section, _follow = card_blocks(ticket(url="https://x/a|b"))
     assert section["text"]["text"].startswith("*PROJ-1* ")
 
 
 def test_long_titles_are_shortened() -> None:
-    (section,) = card_blocks(ticket(title="word " * 200))
+    section, _follow = card_blocks(ticket(title="word " * 200))
     title = section["text"]["text"].split("* ", 1)[1]
     assert len(title) == MAX_TITLE and title.endswith("…")
 

@@ -229,10 +229,10 @@ async def test_channel_type_sets_visibility(
     [
         user_message(subtype="channel_join", text="<@U0001> has joined the channel"),
         user_message(subtype="channel_topic"),
-        {"type": "reaction_added", "user": "U0001", "reaction": "eyes", "item": {"type": "message"}},
-        {"type": "app_mention", "user": "U0001", "text": "<@U0THREADLNK>", "channel": CHANNEL, "ts": ROOT_TS},
+        {"type": "reaction_added", "user": "U0001", "reaction": "eyes", "item": {"type": "file", "file": "F1"}},
+        {"type": "pin_added", "user": "U0001", "channel_id": CHANNEL, "item": {"type": "message"}},
     ],
-    ids=["channel_join", "channel_topic", "reaction_added", "app_mention"],
+    ids=["channel_join", "channel_topic", "reaction_on_a_file", "pin_added"],
 )
 async def test_other_events_are_acknowledged_and_ignored(
     source: SlackEventsSource, publisher: RecordingPublisher, event: dict[str, Any]

@@ -2,7 +2,8 @@
 
 `FakeSlack` is an aiohttp application that speaks Slack's wire format and auth:
 
-- Web API (`/api/<method>`): auth.test, chat.postMessage, chat.update, chat.delete, conversations.replies;
+- Web API (`/api/<method>`): auth.test, chat.postMessage, chat.update, chat.delete, conversations.replies,
+  conversations.history, conversations.info;
   `Authorization: Bearer <token>` (or a `token` parameter, as Slack allows); form-encoded or
   JSON bodies; errors as `{"ok": false, "error": ...}` with HTTP 200, like Slack.
 - Events API: user messages (and, like Slack, the bot's own posts and edits) are POSTed as
@@ -110,6 +111,7 @@ class _Channel:
     id: str
     type: str
     archived: bool = False
+    ext_shared: bool = False
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -251,10 +253,20 @@ class FakeSlack:
         if self.violations:
             raise ContractViolation(list(self.violations))
 
-    def add_channel(self, channel: str, channel_type: str = "channel", *, archived: bool = False) -> None:
-        """A conversation the bot is a member of (user messages create theirs on the way)."""
+    def add_channel(
+        self, channel: str, channel_type: str = "channel", *, archived: bool = False, ext_shared: bool = False
+    ) -> None:
+        """A conversation the bot is a member of (user messages create theirs on the way);
+        `ext_shared`: shared with another organisation (Slack Connect)."""
         existing = self._channels.setdefault(channel, _Channel(channel, channel_type))
         existing.archived = archived
+        existing.ext_shared = ext_shared
+
+    def add_history(self, channel: str, text: str, *, user: str = "U0001", thread_ts: str | None = None) -> str:
+        """A message from before threadlink was there: stored (conversations.history and
+        .replies return it), no event sent. Returns its ts."""
+        conversation = self._channels.setdefault(channel, _Channel(channel, "channel"))
+        return str(self._store(conversation, {"type": "message", "user": user, "text": text}, thread_ts)["ts"])
 
     def fail_next(
         self,
@@ -449,6 +461,8 @@ class FakeSlack:
             "chat.update": self._update_message,
             "chat.delete": self._delete_message,
             "conversations.replies": self._replies,
+            "conversations.history": self._history,
+            "conversations.info": self._info,
         }
 
     def _auth_test(self, _params: dict[str, Any]) -> dict[str, Any]:
@@ -567,6 +581,67 @@ class FakeSlack:
             limit = MAX_REPLIES_LIMIT
         page = [root, *replies][:limit]
         return {"ok": True, "messages": page, "has_more": len(replies) + 1 > limit}
+
+    def _history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Top-level messages (and thread broadcasts), newest first, between `oldest` and
+        `latest`. Like `_replies` it pages only by `latest`/`oldest` and `has_more`: the spec's
+        success schema has no `response_metadata` (real Slack adds a cursor there)."""
+        conversation = self._conversation(params)
+        oldest = _ts_param(params, "oldest", "invalid_ts_oldest")
+        latest = _ts_param(params, "latest", "invalid_ts_latest")
+        inclusive = str(params.get("inclusive", "")).lower() in ("true", "1")
+        try:
+            limit = min(max(int(params.get("limit", 100)), 1), MAX_REPLIES_LIMIT)
+        except (TypeError, ValueError):
+            limit = 100
+        top = [
+            _api_view(m)
+            for ts, m in sorted(conversation.messages.items(), key=lambda item: Decimal(item[0]), reverse=True)
+            if m.get("thread_ts") in (None, ts) or m.get("subtype") == "thread_broadcast"
+        ]
+
+        def in_range(ts: str) -> bool:
+            at = Decimal(ts)
+            after = oldest is None or at > oldest or (inclusive and at == oldest)
+            before = latest is None or at < latest or (inclusive and at == latest)
+            return after and before
+
+        # An empty range answers `messages: []`, as Slack does, though the spec says minItems 1.
+        chosen = [m for m in top if in_range(m["ts"])]
+        return {
+            "ok": True,
+            "messages": chosen[:limit],
+            "has_more": len(chosen) > limit,
+            "pin_count": 0,
+            "channel_actions_ts": None,
+            "channel_actions_count": 0,
+        }
+
+    def _info(self, params: dict[str, Any]) -> dict[str, Any]:
+        conversation = self._conversation(params)
+        kind = conversation.type
+        return {
+            "ok": True,
+            "channel": {
+                "id": conversation.id,
+                "name": conversation.id.lower(),
+                "name_normalized": conversation.id.lower(),
+                "created": 1_700_000_000,
+                "creator": "U0001",
+                "is_archived": conversation.archived,
+                "is_channel": kind == "channel",
+                "is_group": kind == "group",
+                "is_im": kind == "im",
+                "is_mpim": kind == "mpim",
+                "is_private": kind in ("group", "im", "mpim"),
+                "is_general": False,
+                "is_shared": conversation.ext_shared,
+                "is_ext_shared": conversation.ext_shared,
+                "is_org_shared": False,
+                "topic": {"value": "", "creator": "", "last_set": 0},
+                "purpose": {"value": "", "creator": "", "last_set": 0},
+            },
+        }
 
     def _bot_profile(self) -> dict[str, Any]:
         icon = "https://a.slack-edge.com/80588/img/plugins/app/service_36.png"

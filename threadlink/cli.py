@@ -6,6 +6,7 @@ threadlink streams run              the Faust stream processors
 threadlink topics apply | list      create/update the topics of the catalog
 threadlink config check             validate the config, print it with secrets masked
 threadlink dlq list | replay        what could not be processed; send it back once fixed
+threadlink backfill slack           old threads of a channel, as if they came in live
 threadlink dev kafka up|down|status local Apache Kafka for development and tests
 threadlink schemas export | check   JSON Schema + AsyncAPI files of the contract
 
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +167,100 @@ def cmd_dlq_replay(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _since(value: str) -> datetime:
+    """A day (2026-11-01) or a moment (2026-11-01T08:00:00+00:00); UTC unless it says."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a date such as 2026-11-01 or 2026-11-01T08:00") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _per_minute(value: str) -> float:
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = 0.0
+    if not 0 < rate <= 10_000:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a rate of calls a minute (a number above 0)")
+    return rate
+
+
+def _slack_connector(settings: Settings, name: str | None) -> str:
+    slacks = [n for n, entry in settings.connectors.items() if (entry.type or n) == "slack"]
+    if name is not None:
+        if name not in slacks:
+            raise ConfigError(
+                f"connectors.{name}: no Slack connector of that name (Slack connectors: {slacks or 'none'})"
+            )
+        return name
+    if len(slacks) != 1:
+        raise ConfigError(f"say which Slack connector with --connector (configured: {slacks or 'none'})")
+    return slacks[0]
+
+
+def cmd_backfill_slack(args: argparse.Namespace) -> int:
+    from connectors.errors import ConnectorError
+    from connectors.runtime.kafka import KafkaPublisher
+    from connectors.slack.backfill import CheckpointStore, SlackBackfill
+    from connectors.slack.client import SlackClient
+    from connectors.slack.mapping import SlackIdentity
+    from threadlink.config import connector_config
+
+    settings = _settings(args)
+    _require_kafka(settings)
+    name = _slack_connector(settings, args.connector)
+    config = connector_config(settings, name)
+    if args.until is not None and args.until <= args.since:
+        raise ConfigError(f"--until ({args.until:%Y-%m-%d %H:%M}) is not after --since ({args.since:%Y-%m-%d %H:%M})")
+    kafka = settings.kafka
+    publisher = KafkaPublisher(kafka.bootstrap_servers or "", client_id=f"{kafka.client_id}-backfill", connector=name)
+
+    async def backfill() -> int:
+        client = SlackClient(config)
+        identity = SlackIdentity(
+            bot_user_id=config.bot_user_id,
+            bot_id=config.bot_id,
+            app_id=config.app_id,
+            workspace_url=config.workspace_url,
+        )
+        job = SlackBackfill(
+            name,
+            client,
+            identity,
+            publisher,
+            kafka.topics,
+            CheckpointStore(kafka.bootstrap_servers or "", kafka.topics, publisher, name),
+            calls_per_minute=args.calls_per_minute or config.rate_limits.tier3_per_minute,
+            ignore_bots=set(config.ignore_bots),
+        )
+        try:
+            for channel in args.channel:
+                report = await job.run(channel, args.since, args.until, restart=args.restart)
+                if report.already_done:
+                    print(
+                        f"{channel}: already backfilled from {args.since:%Y-%m-%d} ({report.messages} messages); "
+                        "--restart to do it again"
+                    )
+                    continue
+                print(
+                    f"{channel}: {report.messages} messages in {report.threads} threads"
+                    + (f", {report.skipped} skipped" if report.skipped else "")
+                    + (" (resumed from its checkpoint)" if report.resumed else "")
+                )
+        except ConnectorError as exc:
+            print(f"threadlink: backfill stopped: {exc}; run it again to resume from its checkpoint", file=sys.stderr)
+            return 1
+        finally:
+            await client.aclose()
+        return 0
+
+    try:
+        return asyncio.run(backfill())
+    finally:
+        publisher.close()
 
 
 def cmd_sandbox_post(args: argparse.Namespace) -> int:
@@ -320,6 +416,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dlq_replay.add_argument("--consumer", help="only those of this consumer, e.g. sink.slack")
     dlq_replay.add_argument("--dry-run", action="store_true", help="list what would be replayed")
+
+    backfill = group("backfill", "old history, as if it came in live")
+    slack_backfill = leaf(
+        backfill,
+        "slack",
+        "read a channel's history and replies into the social events",
+        "conversations.history and conversations.replies, a page at a time at the methods' tier rate,\n"
+        "with progress on stderr. Checkpointed after every page: run it again to resume; a finished\n"
+        "channel is not read again unless --restart. Links and cards appear for the old threads,\n"
+        "never twice. Scopes: channels:history, channels:read (groups:* for private channels).",
+        cmd_backfill_slack,
+    )
+    slack_backfill.add_argument(
+        "--channel", action="append", required=True, help="channel id (C..., G...); repeat for several"
+    )
+    slack_backfill.add_argument(
+        "--since", type=_since, required=True, help="from this day or moment (UTC unless given)"
+    )
+    slack_backfill.add_argument("--until", type=_since, help="up to this day or moment (default: now)")
+    slack_backfill.add_argument("--connector", help="the Slack connector's name (default: the only one configured)")
+    slack_backfill.add_argument("--restart", action="store_true", help="ignore the checkpoint: read it all again")
+    slack_backfill.add_argument(
+        "--calls-per-minute", type=_per_minute, help="Web API calls a minute (default: rate_limits.tier3_per_minute)"
+    )
 
     sandbox = group("sandbox", "the running sandbox demo (`make run`)")
     post = leaf(

@@ -217,6 +217,29 @@ class SlackClient:
             params["cursor"] = cursor
         return await self.call("conversations.replies", params, http_method="GET")
 
+    async def conversation_history(
+        self,
+        channel: str,
+        *,
+        oldest: str | None = None,
+        latest: str | None = None,
+        cursor: str | None = None,
+        limit: int = 200,
+    ) -> dict[str, Any]:
+        """conversations.history: one page of a channel's top-level messages between `oldest`
+        and `latest` (exclusive), newest first; `has_more`, and the next page's cursor in
+        `response_metadata.next_cursor` where Slack gives one. Needs channels:history."""
+        params: dict[str, Any] = {"channel": channel, "limit": limit}
+        for name, value in (("oldest", oldest), ("latest", latest), ("cursor", cursor)):
+            if value:
+                params[name] = value
+        return await self.call("conversations.history", params, http_method="GET")
+
+    async def conversation_info(self, channel: str) -> dict[str, Any]:
+        """conversations.info: the channel's kind (`is_private`, `is_im`, `is_mpim`,
+        `is_ext_shared`, ...). Needs channels:read (groups:, im:, mpim:read)."""
+        return await self.call("conversations.info", {"channel": channel}, http_method="GET")
+
     async def call(
         self, method: str, params: dict[str, Any], *, http_method: Literal["GET", "POST"] = "POST"
     ) -> dict[str, Any]:

@@ -130,6 +130,14 @@ def bot_ids(event: dict[str, Any]) -> set[str]:
     return {bot for bot in ids if bot}
 
 
+def from_ignored_bot(event: dict[str, Any], ignored: set[str]) -> bool:
+    """Whether a message event is from one of the `ignored` bots (config `ignore_bots`; "*": any)."""
+    if not ignored or event.get("type") not in ("message", "app_mention"):
+        return False
+    bots = bot_ids(event)
+    return bool(bots) and ("*" in ignored or bool(bots & ignored))
+
+
 def _author(message: dict[str, Any], identity: SlackIdentity) -> Author:
     user = _str(message.get("user"))
     bot_id = _str(message.get("bot_id"))

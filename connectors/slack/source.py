@@ -26,7 +26,7 @@ from connectors.runtime.dedup import RecentIds
 from connectors.runtime.payloads import parse_json_object
 from connectors.slack.client import SlackClient
 from connectors.slack.config import SlackConfig
-from connectors.slack.mapping import SlackEvent, SlackIdentity, bot_ids, envelope_for, same_message_key
+from connectors.slack.mapping import SlackEvent, SlackIdentity, envelope_for, from_ignored_bot, same_message_key
 from connectors.slack.threads import ThreadIndex
 from schemas.envelope import Envelope
 from schemas.social import SocialMessage, SocialReaction
@@ -185,7 +185,7 @@ class SlackEventsSource(WebhookSource):
             return WebhookResponse(outcome="duplicate")
 
         event = payload.get("event")
-        if isinstance(event, dict) and self._from_ignored_bot(event):
+        if isinstance(event, dict) and from_ignored_bot(event, self._ignored_bots):
             return WebhookResponse(outcome="ignored")
         envelope = envelope_for(payload, platform=self._ctx.name, identity=self._identity)
         if envelope is None:
@@ -206,12 +206,6 @@ class SlackEventsSource(WebhookSource):
             else:  # this request was cancelled; the publish goes on without it
                 publish.add_done_callback(lambda done: self._forget(event_id, done))
         return WebhookResponse()
-
-    def _from_ignored_bot(self, event: dict[str, object]) -> bool:
-        if not self._ignored_bots or event.get("type") not in ("message", "app_mention"):
-            return False
-        bots = bot_ids(event)
-        return bool(bots) and ("*" in self._ignored_bots or bool(bots & self._ignored_bots))
 
     async def _placed_in_thread(self, envelope: Envelope[SlackEvent]) -> Envelope[SlackEvent]:
         """Messages teach the index their thread; a reaction is moved into its message's thread."""

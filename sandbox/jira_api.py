@@ -1,12 +1,12 @@
 """A local stand-in for Jira Cloud, for demos and tests. SANDBOX ONLY: nothing points at it
 unless a config or a test says so.
 
-It serves the REST v3 calls threadlink makes (get issue, add and list comments, comments by
-id, comment properties, myself) with Basic auth checked like Jira Cloud, answers in the shapes
-of the published spec, and sends webhooks the way Jira Cloud admin webhooks do (payload shape,
-`X-Hub-Signature`, `X-Atlassian-Webhook-Identifier`). Every request is recorded (`requests`)
-and checked against Jira's OpenAPI document, and so is every answer; differences land in
-`violations` (see sandbox/contracts/jira.py).
+It serves the REST v3 calls threadlink makes (get issue, create issue, search by label, add
+and list comments, comments by id, comment properties, myself) with Basic auth checked like
+Jira Cloud, answers in the shapes of the published spec, and sends webhooks the way Jira Cloud
+admin webhooks do (payload shape, `X-Hub-Signature`, `X-Atlassian-Webhook-Identifier`). Every
+request is recorded (`requests`) and checked against Jira's OpenAPI document, and so is every
+answer; differences land in `violations` (see sandbox/contracts/jira.py).
 
 Comments keep the entity properties they were created with (`properties: [{key, value}]`) and
 show them when asked with `expand=properties`, as Jira does; `comment_list_expands_properties =
@@ -40,6 +40,7 @@ import hmac
 import itertools
 import json
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -143,6 +144,10 @@ class FakeJira:
         self._ids = itertools.count(10000)
         self._comment_ids = itertools.count(10000)
         self._failures: list[_Failure] = []
+        self.created: list[str] = []
+        """Keys of the issues created over REST (createIssue), in order."""
+        self.closed_projects: set[str] = set()
+        """Projects createIssue refuses (400), as Jira does for one the account may not create in."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -166,6 +171,8 @@ class FakeJira:
         app.router.add_get("/rest/api/3/comment/{commentId}/properties", self._comment_property_keys)
         app.router.add_get("/rest/api/3/comment/{commentId}/properties/{propertyKey}", self._comment_property)
         app.router.add_get("/rest/api/3/myself", self._myself)
+        app.router.add_post("/rest/api/3/issue", self._create_issue)
+        app.router.add_post("/rest/api/3/search", self._search)
         app.router.add_post("/sandbox/issues", self._sandbox_put_issue)
         app.router.add_get("/sandbox/issues/{key}/comments", self._sandbox_comments)
         return app
@@ -601,6 +608,88 @@ class FakeJira:
             return comment
         properties = self._comment_properties.get(comment["id"], {})
         return {**comment, "properties": [{"key": k, "value": v} for k, v in properties.items()]}
+
+    async def _create_issue(self, request: web.Request) -> web.Response:
+        """createIssue: `fields.project.key`, `summary`, `issuetype` required (as Jira Cloud
+        refuses without them); the key is the project's next number. Answers a CreatedIssue."""
+        payload = _json_or_none(await request.read())
+        fields = payload.get("fields") if isinstance(payload, dict) else None
+        if not isinstance(fields, dict):
+            return _errors(400, ["send {fields: {...}}"])
+        project = (fields.get("project") or {}).get("key") if isinstance(fields.get("project"), dict) else None
+        errors = {
+            name: message
+            for name, message, ok in (
+                ("project", "Specify a valid project ID or key", isinstance(project, str) and project),
+                ("summary", "You must specify a summary of the issue.", isinstance(fields.get("summary"), str)),
+                ("issuetype", "Specify an issue type", isinstance(fields.get("issuetype"), dict)),
+            )
+            if not ok
+        }
+        if errors or project in self.closed_projects:
+            return web.json_response(
+                {"errorMessages": [], "errors": errors or {"project": "Specify a valid project ID or key"}}, status=400
+            )
+        if fields.get("description") is not None and adf_problems(fields["description"]):
+            return web.json_response(
+                {"errorMessages": [], "errors": {"description": "Operation value must be an Atlassian Document"}},
+                status=400,
+            )
+        number = 1 + max((int(k.rpartition("-")[2]) for k in self._issues if k.startswith(f"{project}-")), default=0)
+        key = f"{project}-{number}"
+        issue = await self.put_issue(key, fields["summary"], project=project)
+        issue["fields"]["labels"] = [str(label) for label in fields.get("labels") or []]
+        issue["fields"]["description"] = fields.get("description")
+        self.created.append(key)
+        return web.json_response({"id": issue["id"], "key": key, "self": issue["self"]}, status=201)
+
+    async def _search(self, request: web.Request) -> web.Response:
+        """searchForIssuesUsingJqlPost, for the one JQL form threadlink sends: `labels = "x"`
+        (optionally `ORDER BY created ASC`). Anything else is a 400, as an unknown field is."""
+        payload = _json_or_none(await request.read())
+        jql = payload.get("jql") if isinstance(payload, dict) else None
+        match = re.fullmatch(r'\s*labels\s*=\s*"([^"]+)"(?:\s+ORDER BY created ASC)?\s*', jql or "")
+        if match is None:
+            return _errors(400, [f'the sandbox understands only labels = "..." searches, not {jql!r}'])
+        found = [i for i in self._issues.values() if match.group(1) in (i["fields"].get("labels") or [])]
+        limit = _int(str(payload.get("maxResults", 50)), 50)
+        page = [
+            {k: issue[k] for k in ("id", "self", "key")} | {"fields": {"summary": issue["fields"]["summary"]}}
+            for issue in found[:limit]
+        ]
+        return web.json_response(
+            {"expand": "names,schema", "startAt": 0, "maxResults": limit, "total": len(found), "issues": page}
+        )
+
+    async def add_agent_comment(
+        self, key: str, text: str, *, author: str = "Agent Smith", public: bool = True
+    ) -> dict[str, Any]:
+        """Someone other than threadlink comments on an issue (an internal note unless
+        `public`): stored, and `comment_created` delivered (awaited)."""
+        issue = self.issue(key)
+        if issue is None:
+            raise KeyError(key)
+        now = jira_time(self._clock())
+        comment_id = str(next(self._comment_ids))
+        person = self._user(author)
+        comment: dict[str, Any] = {
+            "self": f"{self._url}/rest/api/3/issue/{issue['id']}/comment/{comment_id}",
+            "id": comment_id,
+            "author": person,
+            "body": {
+                "type": "doc",
+                "version": 1,
+                "content": [{"type": "paragraph", "content": [{"type": "text", "text": text}]}],
+            },
+            "updateAuthor": person,
+            "created": now,
+            "updated": now,
+            "jsdPublic": public,
+        }
+        self._comments.setdefault(issue["key"], []).append(comment)
+        if self.webhook_url:
+            await self.deliver(self.comment_event(issue["key"], comment))
+        return comment
 
     async def _myself(self, _request: web.Request) -> web.Response:
         return web.json_response({**self.me, "locale": "en_US"})

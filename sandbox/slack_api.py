@@ -355,6 +355,29 @@ class FakeSlack:
             }
         )
 
+    async def add_reaction(self, channel: str, ts: str, name: str, user: str = "U0001") -> None:
+        """A person reacts to a message: a `reaction_added` event (the message keeps a count)."""
+        conversation = self._channels[channel]
+        message = conversation.messages[ts]
+        reactions = message.setdefault("reactions", [])
+        entry = next((r for r in reactions if r["name"] == name), None)
+        if entry is None:
+            reactions.append({"name": name, "users": [user], "count": 1})
+        elif user not in entry["users"]:
+            entry["users"].append(user)
+            entry["count"] += 1
+        event_ts = self._next_ts()
+        await self._send_event(
+            {
+                "type": "reaction_added",
+                "user": user,
+                "reaction": name,
+                "item_user": message.get("user", ""),
+                "item": {"type": "message", "channel": channel, "ts": ts},
+                "event_ts": event_ts,
+            }
+        )
+
     async def redeliver(self, event_id: str, reason: str = "http_timeout", retry_num: int | None = None) -> int | None:
         """Send a past event once more, as a Slack retry (its `X-Slack-Retry-Num` defaults to
         the number of earlier attempts). Returns the HTTP status of the answer."""

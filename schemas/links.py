@@ -26,6 +26,10 @@ class LinkRequest(BaseModel):
     may_fetch: bool = Field(
         default=True, description="Whether an unknown record may be looked up (a message's fetches are capped)."
     )
+    mirror_comments: bool = Field(
+        default=False,
+        description="The thread was escalated into this record: its public comments are said in the thread too.",
+    )
 
 
 LinkStatus = Literal["requested", "posted", "failed", "hidden", "removed"]

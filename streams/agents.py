@@ -14,6 +14,7 @@ from schemas.outcomes import Outcome
 from schemas.records import RecordComment, RecordEvent
 from schemas.social import SocialEvent
 from streams.flows.emit import Emit
+from streams.flows.escalate import Escalate
 from streams.flows.link import LinkFlow
 from streams.flows.runner import FlowRunner, Handler
 from streams.tables import StateTable
@@ -44,19 +45,44 @@ def stateful(table: StateTable[S], decide: Callable[[S, Any], Sequence[Emit]]) -
     return handle
 
 
+def both(*decisions: Callable[[S, Any], Sequence[Emit]]) -> Callable[[S, Any], Sequence[Emit]]:
+    """Several flows deciding on one event with one state (in order; their emits together)."""
+
+    def decide(state: S, envelope: Envelope[Any]) -> Sequence[Emit]:
+        return [emit for decision in decisions for emit in decision(state, envelope)]
+
+    return decide
+
+
+def by_kind(thread_keyed: Handler, record_keyed: Handler) -> Handler:
+    """Outcomes come keyed by the state they update: a created ticket's by its thread (Escalate),
+    the rest by their record (Link, Follow)."""
+
+    def handle(envelope: Envelope[Any], key: str) -> Sequence[Emit]:
+        chosen = thread_keyed if envelope.data.command_kind == "create_ticket" else record_keyed
+        return chosen(envelope, key)
+
+    return handle
+
+
 def register(ctx: StreamsContext) -> LinkFlow:
     app, topics, tables = ctx.app, ctx.topics, ctx.tables
     flow = LinkFlow(topics.names, ctx.settings.streams)
+    escalate = Escalate(flow.emitter, ctx.settings.streams.escalate)
     dead_letters = topics.names.dead_letters
 
     def runner(agent: str, adapter: TypeAdapter[Any], handler: Handler) -> FlowRunner[Any]:
         return FlowRunner(agent, adapter, handler, app.producer, dead_letters)
 
-    social = runner("link.on_social", SOCIAL, stateful(tables.threads, flow.on_social))
+    social = runner("link.on_social", SOCIAL, stateful(tables.threads, both(flow.on_social, escalate.on_social)))
     requests = runner("link.on_link_request", REQUEST, stateful(tables.records, flow.on_link_request))
     records = runner("link.on_record", RECORD, stateful(tables.records, flow.on_record))
     comments = runner("follow.on_comment", COMMENT, stateful(tables.records, flow.follow.on_comment))
-    outcomes = runner("link.on_outcome", OUTCOME, stateful(tables.records, flow.on_outcome))
+    outcomes = runner(
+        "link.on_outcome",
+        OUTCOME,
+        by_kind(stateful(tables.threads, escalate.on_outcome), stateful(tables.records, flow.on_outcome)),
+    )
 
     for topic, flow_runner in (
         (topics.social_events, social),

@@ -3,7 +3,9 @@
 - `RecordState`, by record id: the record's latest state, the cards that show it (which thread,
   its platform message id, the version it shows), the mentions waiting for it to be fetched.
 - `ThreadState`, by thread id: which records each message of the thread named, so an edit or a
-  deletion knows what it takes back.
+  deletion knows what it takes back; the last messages people said (a ticket's transcript,
+  `streams.escalate.transcript_messages` at most, dropped once the thread has its ticket), and
+  the thread's ticket (Escalate).
 
 Both are bounded: a record keeps at most `MAX_CARDS` cards (the least recently mentioned go
 first) and `MAX_WAITING` waiting mentions; a thread keeps the records of its last
@@ -17,13 +19,16 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from schemas.records import Record
+from schemas.records import Record, RecordRef
 from schemas.social import ThreadRef
 from schemas.visibility import Visibility
 
 MAX_CARDS = 100
 MAX_WAITING = 100
 MAX_MESSAGES = 200
+#: A line of a thread's transcript keeps this many characters; pending replies at most MAX_PENDING.
+MAX_LINE = 1000
+MAX_PENDING = 50
 
 CardStatus = Literal["requested", "posted", "failed", "hidden", "removed"]
 
@@ -47,6 +52,9 @@ class Card(BaseModel):
     )
     reason: str | None = None
     mentioned_at: int = Field(default=0, description="Event time of the latest mention (epoch ms).")
+    mirror: bool = Field(
+        default=False, description="The thread was escalated into the record: its comments are said there."
+    )
 
 
 class Waiting(BaseModel):
@@ -58,6 +66,7 @@ class Waiting(BaseModel):
     place_visibility: Visibility
     traceparent: str | None = None
     mentioned_at: int = 0
+    mirror: bool = False
 
 
 class LastComment(BaseModel):
@@ -97,10 +106,41 @@ class RecordState(BaseModel):
         return dropped
 
 
+class Line(BaseModel):
+    """One message of a thread, as a ticket's transcript quotes it."""
+
+    message_id: str
+    author: str
+    text: str = Field(max_length=MAX_LINE)
+
+
+class Escalation(BaseModel):
+    """The thread's ticket: asked for (one command, whoever asks again), opened, or refused."""
+
+    status: Literal["requested", "opened", "failed"]
+    attempt: int = 1
+    target: str
+    thread: ThreadRef
+    place_visibility: Visibility = "internal"
+    ticket: RecordRef | None = None
+    url: str | None = None
+    reason: str | None = None
+    pending: list[Line] = Field(
+        default_factory=list, description="Replies said while the ticket was being opened: its first comments."
+    )
+
+
 class ThreadState(BaseModel):
     named: dict[str, list[str]] = Field(
         default_factory=dict, description="Message id -> the record ids it names (messages that name none: absent)."
     )
+    transcript: list[Line] = Field(
+        default_factory=list, description="The last messages people said (until the thread has a ticket)."
+    )
+    escalation: Escalation | None = None
+
+    def heard(self, line: Line, keep: int) -> None:
+        self.transcript = [*[old for old in self.transcript if old.message_id != line.message_id], line][-keep:]
 
     def records_named_elsewhere(self, message_id: str) -> set[str]:
         return {ref for other, refs in self.named.items() if other != message_id for ref in refs}

@@ -42,6 +42,9 @@ class StateTable(Generic[S]):
     adapter: TypeAdapter[S]
     model: type[S]
 
+    def __post_init__(self) -> None:
+        self._empty = self.model().model_dump(mode="json", exclude_none=True)
+
     def get(self, key: str) -> tuple[S, Any]:
         """The state of `key` (a fresh one when there is none), and what is stored for it."""
         stored = self.table.get(key)
@@ -50,6 +53,8 @@ class StateTable(Generic[S]):
     def put(self, key: str, state: S, stored: Any) -> None:
         """Store `state` unless it is what `stored` already holds (no changelog write then)."""
         value = state.model_dump(mode="json", exclude_none=True)
+        if stored is None and value == self._empty:
+            return  # nothing known about the key: no entry (an outcome of another flow's key)
         if value != stored:
             self.table[key] = value
 

@@ -102,6 +102,30 @@ class FollowSettings(BaseModel):
     )
 
 
+class EscalateSettings(BaseModel):
+    """Escalate: a thread becomes a ticket, and the two hear each other from then on. Off
+    while `target` is unset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str | None = Field(
+        default=None, description="The ticketing connector that opens the tickets (e.g. jira); unset: off."
+    )
+    project: str = Field(default="SUP", min_length=1, max_length=100, description="The project tickets open in.")
+    reaction: str | None = Field(
+        default="ticket",
+        description="A reaction (by name, without colons) that turns the thread into a ticket; null: none.",
+    )
+    command: str | None = Field(
+        default="ticket",
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="A word that, addressed to threadlink (@threadlink ticket), turns the thread into a ticket.",
+    )
+    transcript_messages: int = Field(
+        default=20, ge=1, le=100, description="The thread's last messages the ticket's description quotes."
+    )
+
+
 class LimitSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -130,6 +154,7 @@ class StreamSettings(BaseModel):
         description="Where the worker keeps its tables (RocksDB), so a restart reads only what changed.",
     )
     follow: FollowSettings = Field(default_factory=FollowSettings)
+    escalate: EscalateSettings = Field(default_factory=EscalateSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
 
 
@@ -228,6 +253,9 @@ def load_settings(path: str | Path | None = None) -> Settings:
                     f"{source}: streams.mention_patterns.{index}.system: {pattern.system!r} is not "
                     "a configured connector"
                 )
+        target = settings.streams.escalate.target
+        if target is not None and target not in known:
+            problems.append(f"{source}: streams.escalate.target: {target!r} is not a configured connector")
     if problems or settings is None:
         raise ConfigError("\n".join(problems))
     return settings

@@ -127,6 +127,16 @@ class JiraClient:
         by_id = {str(c.get("id")): c for c in values if isinstance(c, dict)} if isinstance(values, list) else {}
         return [by_id.get(str(c.get("id")), c) for c in comments]
 
+    async def create_issue(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Create an issue from `fields` (project, summary, issuetype, description as ADF,
+        labels, ...). Returns Jira's CreatedIssue (`id`, `key`, `self`)."""
+        return await self._call("POST", "/rest/api/3/issue", "jira POST issue", json={"fields": dict(fields)})
+
+    async def search(self, jql: str, *, fields: list[str], max_results: int = 50) -> dict[str, Any]:
+        """One page of a JQL search (POST /rest/api/3/search): `issues`, `total`."""
+        body = {"jql": jql, "fields": fields, "maxResults": max_results, "startAt": 0}
+        return await self._call("POST", "/rest/api/3/search", "jira POST search", json=body)
+
     async def myself(self) -> dict[str, Any]:
         """The account the credentials belong to: a cheap check that they work."""
         return await self._call("GET", "/rest/api/3/myself", "jira GET myself")

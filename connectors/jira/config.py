@@ -50,6 +50,9 @@ class JiraConfig(BaseModel):
     comment_backlinks: bool = Field(
         default=True, description="Post a 'Discussed in <thread>' comment on an issue when a thread links to it."
     )
+    issue_type: str = Field(
+        default="Task", min_length=1, description="The issue type of the tickets threadlink opens (Escalate)."
+    )
     request_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one REST call, in seconds.")
     requests_per_s: float = Field(
         default=10, gt=0, description="REST calls per second the sink makes (Jira Cloud limits by account)."

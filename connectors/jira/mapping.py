@@ -5,6 +5,7 @@ Pure functions: no I/O, so tests feed them captured payloads.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -186,6 +187,20 @@ def backlink_adf(thread: ThreadRef | None, *, permalink: str | None = None, text
     elif thread is not None:
         content.append(_text(thread.id))
     return {"type": "doc", "version": 1, "content": [{"type": "paragraph", "content": content}]}
+
+
+def text_adf(text: str) -> dict[str, Any]:
+    """Plain text as an ADF doc: a paragraph per blank-line-separated block, line breaks kept
+    (ADF text nodes may not be empty)."""
+    blocks = [block for block in text.replace("\r\n", "\n").split("\n\n") if block.strip()]
+    paragraphs = [{"type": "paragraph", "content": _lines(block[:MAX_TEXT_CHARS])} for block in blocks]
+    return {"type": "doc", "version": 1, "content": paragraphs or [{"type": "paragraph", "content": []}]}
+
+
+def thread_label(thread: ThreadRef) -> str:
+    """The label of the ticket opened for a thread: how a retry finds it instead of opening a
+    second (labels are searchable with JQL; entity properties of REST clients are not)."""
+    return "threadlink-" + hashlib.sha256(thread.id.encode()).hexdigest()[:20]
 
 
 def backlink_property(command_id: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Commands for Jira: look an issue up (FetchRecord), post a back-link comment (AddComment)."""
+"""Commands for Jira: look an issue up (FetchRecord), post a back-link or a mirrored reply
+(AddComment), open a thread's ticket (CreateTicket, find-before-create by the thread's label)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,13 @@ from connectors.jira.mapping import (
     backlink_command_id,
     backlink_property,
     project_of_key,
+    text_adf,
+    thread_label,
     ticket_from_issue,
 )
 from connectors.runtime.dedup import RecentIds
 from schemas import events
-from schemas.commands import AddComment, Command, FetchRecord
+from schemas.commands import AddComment, Command, CreateTicket, FetchRecord
 from schemas.envelope import Envelope
 from schemas.outcomes import Effect
 from schemas.records import RecordEvent, RecordMissing, RecordRef, TicketRecord
@@ -92,7 +95,38 @@ class JiraSink(Sink):
             return await self._fetch(command, envelope)
         if isinstance(command, AddComment):
             return await self._comment(command)
+        if isinstance(command, CreateTicket):
+            return await self._create(command)
         raise SkippableError(f"jira cannot {command.kind}")
+
+    async def _create(self, command: CreateTicket) -> Effect:
+        """Find-before-create: the thread's label names the ticket already opened for it (by an
+        attempt whose answer was lost, or before a restart), so a thread gets one ticket."""
+        label = thread_label(command.thread)
+        found = await self.client.search(f'labels = "{label}" ORDER BY created ASC', fields=["summary"], max_results=1)
+        issues = found.get("issues") if isinstance(found, dict) else None
+        if isinstance(issues, list) and issues and isinstance(issues[0], dict) and issues[0].get("key"):
+            existing = str(issues[0]["key"])
+            log.info("jira: %s already has ticket %s", command.thread.id, existing)
+            return Effect(
+                created=RecordRef(system=self.ctx.name, key=existing), url=self._browse(existing), recovered=True
+            )
+        fields = {
+            "project": {"key": command.project},
+            "summary": " ".join(command.summary.split())[:250] or "Thread from " + command.thread.platform,
+            "issuetype": {"name": self.config.issue_type},
+            "description": text_adf(command.description),
+            "labels": ["threadlink", label],
+        }
+        # A refusal (400: no such project or issue type) is fatal: the outcome says why, and the
+        # thread hears it. A lost answer is retried, and the search above finds what it made.
+        created = (await self.client.create_issue(fields)).get("key")
+        if not isinstance(created, str) or not created:
+            raise SkippableError("jira POST issue answered without the new issue's key")
+        return Effect(created=RecordRef(system=self.ctx.name, key=created), url=self._browse(created))
+
+    def _browse(self, key: str) -> str:
+        return f"{self.config.base_url.rstrip('/')}/browse/{key}"
 
     def _check_system(self, ref: RecordRef) -> None:
         if ref.system != self.ctx.name:

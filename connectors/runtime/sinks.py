@@ -455,7 +455,7 @@ class SinkRunner:
             effect=effect,
             error_kind=error_kind,
             reason=reason,
-            destination=getattr(command, "destination", None),
+            destination=getattr(command, "destination", None) or getattr(command, "thread", None),
             record=about.ref if isinstance(about, RecordBase) else about if isinstance(about, RecordRef) else None,
             version=about.version if isinstance(about, RecordBase) else None,
             redelivered=redelivered,

@@ -92,27 +92,27 @@ def card_blocks(record: RecordBase, command_id: str | None = None, *, redacted: 
     ]
     if fields:  # Block Kit refuses an empty `fields` list
         section["fields"] = fields
-    return [section, follow_button(record)]
+    return [section, card_buttons(record)]
 
 
 #: The card's controls; connectors/slack/interactivity.py publishes their presses.
 FOLLOW_ACTION = "threadlink.follow"
+OPEN_TICKET_ACTION = "threadlink.open_ticket"
 
 
-def follow_button(record: RecordBase) -> dict[str, Any]:
-    """ "Follow": the person who presses it asks to hear of the record's changes (a SocialAction
-    whose value is the record's id)."""
-    return {
-        "type": "actions",
-        "elements": [
-            {
-                "type": "button",
-                "action_id": FOLLOW_ACTION,
-                "text": {"type": "plain_text", "text": "Follow"},
-                "value": record.ref.id[:2000],
-            }
-        ],
-    }
+def _button(action_id: str, label: str, value: str) -> dict[str, Any]:
+    return {"type": "button", "action_id": action_id, "text": {"type": "plain_text", "text": label}, "value": value}
+
+
+def card_buttons(record: RecordBase) -> dict[str, Any]:
+    """Follow: the person who presses it asks to hear of the record's changes. Open as ticket
+    (on cards of records that are not tickets: an article, an order): the thread becomes a
+    ticket (Escalate). Both are SocialActions whose value is the record's id."""
+    value = record.ref.id[:2000]
+    buttons = [_button(FOLLOW_ACTION, "Follow", value)]
+    if getattr(record, "kind", None) != "ticket":
+        buttons.append(_button(OPEN_TICKET_ACTION, "Open as ticket", value))
+    return {"type": "actions", "elements": buttons}
 
 
 def render_card(

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 FOLLOW = Counter(
     "threadlink_stream_follow_total",
-    "Follow decisions by outcome (update, reply, unchanged, expired, comment, internal_comment, stale_comment).",
+    "Follow decisions by outcome (update, reply, unchanged, expired, comment, internal_comment, stale_comment, "
+    "mirrored, not_mirrored).",
     ["outcome"],
 )
 
@@ -94,7 +95,28 @@ class Follow:
         emits: list[Emit] = []
         for card in list(state.cards.values()):
             emits += self.refresh(state, card, envelope)
+            if card.mirror:
+                emits += self.mirror(card, envelope)
         return emits
+
+    def mirror(self, card: Card, envelope: Envelope[RecordComment]) -> list[Emit]:
+        """An escalated thread hears the ticket's public comments, attributed, each once."""
+        comment = envelope.data
+        if card.status not in ("requested", "posted") or not may_show(comment.visibility, card.place_visibility):
+            FOLLOW.labels("not_mirrored").inc()
+            return []
+        thread, ref = card.thread, comment.ref
+        edited = " (edited)" if comment.action == "edited" else ""
+        said = PostMessage(
+            command_id=command_id_for("post_message", "mirror", thread.id, comment.comment_id, comment.version),
+            target=thread.platform,
+            reply_key=ref.id,
+            destination=thread,
+            text=f"{comment.author or 'Someone'} on {ref.key}{edited}: {comment.body}"[:4000],
+            about=ref,
+        )
+        FOLLOW.labels("mirrored").inc()
+        return [self.emitter.command(said, thread.id, envelope, visibility=comment.visibility)]
 
     def refresh(self, state: RecordState, card: Card, cause: Envelope[Any]) -> list[Emit]:
         """Update one posted card when what it should show differs from what it was last sent,

@@ -143,6 +143,7 @@ class LinkFlow:
         now = event_ms(envelope)
         card = state.cards.get(request.thread.id)
         if card is not None and card.status in ("requested", "posted", "hidden"):
+            card.mirror = card.mirror or request.mirror_comments
             if request.message_id not in card.mentioned_by:
                 card.mentioned_by.append(request.message_id)
             card.mentioned_at = max(card.mentioned_at, now)
@@ -173,6 +174,7 @@ class LinkFlow:
         elif card.status == "removed":
             card.generation += 1
         card.place_visibility = place
+        card.mirror = card.mirror or (request.mirror_comments if isinstance(request, LinkRequest) else request.mirror)
         card.mentioned_by = list(dict.fromkeys([*card.mentioned_by, request.message_id]))
         card.mentioned_at = max(card.mentioned_at, now)
         card.reason = None
@@ -233,6 +235,7 @@ class LinkFlow:
                 place_visibility=request.channel_visibility,
                 traceparent=envelope.traceparent,
                 mentioned_at=now,
+                mirror=request.mirror_comments,
             )
         )
         state.trim()
@@ -313,6 +316,7 @@ class LinkFlow:
                     permalink=card.permalink,
                     place_visibility=card.place_visibility,
                     mentioned_at=card.mentioned_at,
+                    mirror=card.mirror,
                 )
                 emits += self._card(state, data, again, envelope, card.mentioned_at)
         if stored is not None:

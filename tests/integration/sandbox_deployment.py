@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from sandbox.demo import SandboxIdentity, free_port, sandbox_settings, stand_ins
 from sandbox.jira_api import FakeJira
 from sandbox.slack_api import FakeSlack
-from threadlink.config import Settings
+from threadlink.config import EscalateSettings, Settings
 from threadlink.launcher import ChildProcesses, start_deployment
 
 T = TypeVar("T")
@@ -57,7 +57,10 @@ class SandboxDeployment:
         return self.loop.run(self.slack.post_user_message(channel, text, **kwargs))
 
 
-def start_sandbox(kafka_bootstrap: str, namespace: str, run_dir: Path) -> SandboxDeployment:
+def start_sandbox(
+    kafka_bootstrap: str, namespace: str, run_dir: Path, *, escalate: dict[str, Any] | None = None
+) -> SandboxDeployment:
+    """`escalate`: streams.escalate settings (off by default, as in the sandbox demo)."""
     loop = LoopThread()
     ident = SandboxIdentity()
     port = free_port(18787)
@@ -69,7 +72,11 @@ def start_sandbox(kafka_bootstrap: str, namespace: str, run_dir: Path) -> Sandbo
     settings = settings.model_copy(
         update={
             "streams": settings.streams.model_copy(
-                update={"state_dir": str(run_dir / "streams"), "web_port": free_port(16066)}
+                update={
+                    "state_dir": str(run_dir / "streams"),
+                    "web_port": free_port(16066),
+                    **({"escalate": EscalateSettings(**escalate)} if escalate else {}),
+                }
             )
         }
     )

@@ -110,3 +110,15 @@ def test_is_card_of_reads_the_first_blocks_tag() -> None:
     assert not is_card_of({"blocks": [{"type": "divider"}, *blocks]}, "p1")
     assert not is_card_of({"text": "no blocks"}, "p1")
     assert not is_card_of({"blocks": "not a list"}, "p1")
+
+
+def test_cards_of_records_that_are_not_tickets_offer_to_open_a_ticket() -> None:
+    from schemas.records import ArticleRecord
+
+    article = ArticleRecord.model_validate(
+        {"ref": {"system": "wp", "key": "42"}, "title": "Resetting a password", "url": "https://wiki/42"}
+    )
+    _section, buttons = card_blocks(article)
+    assert [b["action_id"] for b in buttons["elements"]] == ["threadlink.follow", "threadlink.open_ticket"]
+    _section, ticket_buttons = card_blocks(ticket())
+    assert [b["action_id"] for b in ticket_buttons["elements"]] == ["threadlink.follow"]

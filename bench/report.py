@@ -382,6 +382,7 @@ def render(runs: list[dict[str, Any]]) -> str:
         figures.get("webhook_memory"),
         _webhook_memory_lines,
     )
+    lines += _section("Know: article suggestions (bench/know/)", figures.get("know"), _know_lines)
     lines += _workload_section(figures.get("workload"), settings)
     lines += _comparison_section(runs)
     lines += _method_section()
@@ -550,6 +551,24 @@ def _webhook_memory_lines(memory: dict[str, Any]) -> list[str]:
         f"{memory['target_growth_bytes'] / 1e6:.0f} MB | oversized: {memory['oversized_answers']}; "
         f"stalled: {memory['stalled_answers']} |",
     ]
+
+
+def _know_lines(know: dict[str, Any]) -> list[str]:
+    default = know["default"]
+    lines = [
+        f"{default['questions']} questions, {default['answerable']} of them answered by one of the articles; "
+        f"at the default min_score {default['min_score']}: **precision@3 {default['precision_at_3']}**, "
+        f"hit rate@3 {default['hit_rate_at_3']}, {default['noise']} suggestion(s) for questions no article answers.",
+        "",
+        "| min_score | suggested | precision@3 | hit rate@3 | noise |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in know["by_threshold"]:
+        lines.append(
+            f"| {row['min_score']} | {row['suggested']} | {row['precision_at_3']} | {row['hit_rate_at_3']} | "
+            f"{row['noise']} |"
+        )
+    return lines
 
 
 def _workload_section(workload: Any, settings: dict[str, Any]) -> list[str]:

@@ -33,7 +33,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import broker, faust_plain, latency, linkflow, report, sinks, tables, webhook_memory, workload
+from bench import broker, faust_plain, know, latency, linkflow, report, sinks, tables, webhook_memory, workload
 from bench.budget import Budget, RunAborted, StepTimeout
 from bench.context import REPO, RunContext
 from bench.kafkaio import Admin
@@ -41,7 +41,7 @@ from bench.kafkaio import Admin
 NOT_REACHED = {"not_measured": "the run stopped before this step ended"}
 MIN_STEP_S = 15.0
 """A step is not started with less of the run's budget left than this."""
-GROUPS = ("broker", "plain", "tables", "link", "sinks", "latency", "webhook-memory")
+GROUPS = ("broker", "plain", "tables", "link", "sinks", "latency", "webhook-memory", "know")
 """What `--only` picks from (every group by default)."""
 
 
@@ -166,6 +166,7 @@ class Runner:
             sinks={part: dict(NOT_REACHED) for part in ("throughput", "per_channel", "ledger_restart")},
             latency=dict(NOT_REACHED),
             webhook_memory=dict(NOT_REACHED),
+            know=dict(NOT_REACHED),
         )
         only = args.only
         skipped = {"not_measured": f"not run (--only {','.join(sorted(only))})"}
@@ -177,6 +178,7 @@ class Runner:
             ("sinks", "sinks"),
             ("latency", "latency"),
             ("webhook-memory", "webhook_memory"),
+            ("know", "know"),
         ):
             if group not in only:
                 # Said as such in results.md; sizes of a table step not run have no row.
@@ -226,6 +228,8 @@ class Runner:
             figures["webhook_memory"] = self.step(
                 "webhook memory under hostile load", partial(webhook_memory.measure, ctx)
             )
+        if "know" in only:
+            figures["know"] = self.step("Know: suggestions on the labelled set", partial(know.measure, ctx))
         if "sinks" in only:  # last: the longest of the sink steps, and the one a short budget can spare
             figures["sinks"]["ledger_restart"] = self.step(
                 f"Slack sink: start on a ledger of {args.ledger_entries:,}",

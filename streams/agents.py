@@ -15,6 +15,7 @@ from schemas.records import RecordComment, RecordEvent
 from schemas.social import SocialEvent
 from streams.flows.emit import Emit
 from streams.flows.escalate import Escalate
+from streams.flows.know import Know
 from streams.flows.link import LinkFlow
 from streams.flows.runner import FlowRunner, Handler
 from streams.tables import StateTable
@@ -69,12 +70,15 @@ def register(ctx: StreamsContext) -> LinkFlow:
     app, topics, tables = ctx.app, ctx.topics, ctx.tables
     flow = LinkFlow(topics.names, ctx.settings.streams)
     escalate = Escalate(flow.emitter, ctx.settings.streams.escalate)
+    know = Know(flow.emitter, ctx.settings.streams.know, ctx.articles)
     dead_letters = topics.names.dead_letters
 
     def runner(agent: str, adapter: TypeAdapter[Any], handler: Handler) -> FlowRunner[Any]:
         return FlowRunner(agent, adapter, handler, app.producer, dead_letters)
 
-    social = runner("link.on_social", SOCIAL, stateful(tables.threads, both(flow.on_social, escalate.on_social)))
+    social = runner(
+        "link.on_social", SOCIAL, stateful(tables.threads, both(flow.on_social, escalate.on_social, know.on_social))
+    )
     requests = runner("link.on_link_request", REQUEST, stateful(tables.records, flow.on_link_request))
     records = runner("link.on_record", RECORD, stateful(tables.records, flow.on_record))
     comments = runner("follow.on_comment", COMMENT, stateful(tables.records, flow.follow.on_comment))

@@ -5,7 +5,7 @@ threadlink streams run        # a worker (what deploy/ runs); run several to sha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faust
@@ -16,6 +16,7 @@ from streams import agents, faust_fixes
 from streams import tables as table_defs
 from streams import topics as topic_defs
 from streams.flows.link import LinkFlow
+from streams.knowledge import ArticleIndex, ArticleReader
 from threadlink.config import Settings
 
 
@@ -27,7 +28,18 @@ class StreamsContext:
     settings: Settings
     topics: topic_defs.StreamTopics
     tables: table_defs.StreamTables
+    articles: ArticleIndex = field(default_factory=ArticleIndex)
+    article_reader: ArticleReader | None = None
+    """Started by `read_articles()` before the worker, so a question finds the articles that exist."""
     flow: LinkFlow | None = None
+
+    def read_articles(self, wait_s: float) -> bool:
+        """Start reading the articles (Know); wait up to `wait_s` for those published before.
+        Returns whether they were all read in time (the worker goes on either way)."""
+        if self.article_reader is None or not self.settings.streams.know.enabled:
+            return True
+        self.article_reader.start()
+        return self.articles.caught_up.wait(wait_s)
 
 
 def create_app(settings: Settings) -> StreamsContext:
@@ -69,5 +81,8 @@ def create_app(settings: Settings) -> StreamsContext:
     async def metrics(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         return view.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
+    ctx.article_reader = ArticleReader(
+        kafka.bootstrap_servers, kafka.topics.records, ctx.articles, client_id=f"{kafka.client_id}-know"
+    )
     ctx.flow = agents.register(ctx)
     return ctx

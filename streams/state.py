@@ -29,6 +29,7 @@ MAX_MESSAGES = 200
 #: A line of a thread's transcript keeps this many characters; pending replies at most MAX_PENDING.
 MAX_LINE = 1000
 MAX_PENDING = 50
+MAX_SUGGESTED = 20
 
 CardStatus = Literal["requested", "posted", "failed", "hidden", "removed"]
 
@@ -138,6 +139,10 @@ class ThreadState(BaseModel):
         default_factory=list, description="The last messages people said (until the thread has a ticket)."
     )
     escalation: Escalation | None = None
+    suggested: list[str] = Field(default_factory=list, description="Articles Know suggested here (the last 20).")
+
+    def suggest(self, record_ids: list[str]) -> None:
+        self.suggested = [*self.suggested, *record_ids][-MAX_SUGGESTED:]
 
     def heard(self, line: Line, keep: int) -> None:
         self.transcript = [*[old for old in self.transcript if old.message_id != line.message_id], line][-keep:]

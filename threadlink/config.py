@@ -126,6 +126,24 @@ class EscalateSettings(BaseModel):
     )
 
 
+class KnowSettings(BaseModel):
+    """Know: questions in threads get the articles that may answer them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Suggest articles for questions (when there are articles).")
+    max_suggestions: int = Field(default=3, ge=1, le=10, description="Articles suggested for one question at most.")
+    min_score: float = Field(
+        default=2.5,
+        ge=0,
+        description="The lowest BM25 score an article needs to be suggested (higher: fewer, surer suggestions; "
+        "see bench/results.md for the precision at the default).",
+    )
+    startup_wait_s: float = Field(
+        default=120, ge=0, description="How long a starting worker waits to have read the articles before it serves."
+    )
+
+
 class LimitSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -155,6 +173,7 @@ class StreamSettings(BaseModel):
     )
     follow: FollowSettings = Field(default_factory=FollowSettings)
     escalate: EscalateSettings = Field(default_factory=EscalateSettings)
+    know: KnowSettings = Field(default_factory=KnowSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
 
 

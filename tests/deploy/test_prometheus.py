@@ -39,3 +39,30 @@ def promtool() -> str:
 def test_promtool(promtool: str, args: list[str]) -> None:
     result = subprocess.run([promtool, *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_metric_the_rules_name_is_defined_in_the_code() -> None:
+    import importlib
+    import re
+
+    import yaml
+    from prometheus_client import REGISTRY
+
+    # Each of these defines its metrics when imported.
+    for module in ("connectors.runtime.metrics", "streams.flows.follow", "streams.flows.link", "streams.lag"):
+        importlib.import_module(module)
+    importlib.import_module("streams.flows.runner")
+
+    defined = {sample.name for family in REGISTRY.collect() for sample in family.samples}
+    defined |= {
+        family.name + suffix for family in REGISTRY.collect() for suffix in ("", "_total", "_bucket", "_count", "_sum")
+    }
+    doc = yaml.safe_load((PROMETHEUS / "rules" / "threadlink.rules.yml").read_text())
+    named = {
+        name
+        for group in doc["groups"]
+        for rule in group["rules"]
+        for name in re.findall(r"\bthreadlink_[a-z0-9_]+", rule["expr"])
+    }
+    assert named, "the rules name no threadlink metric"
+    assert named <= defined, f"not defined in the code: {sorted(named - defined)}"

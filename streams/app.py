@@ -12,7 +12,7 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.topics import STREAM_PARTITIONS
-from streams import agents, faust_fixes
+from streams import agents, faust_fixes, lag
 from streams import tables as table_defs
 from streams import topics as topic_defs
 from streams.flows.link import LinkFlow
@@ -65,7 +65,7 @@ def create_app(settings: Settings) -> StreamsContext:
         producer_linger_ms=5,
         consumer_auto_offset_reset="earliest",
         web_enabled=streams.web_port > 0,
-        web_host="127.0.0.1",
+        web_host=streams.web_host,
         web_port=streams.web_port or 6066,
         broker_client_id=f"{kafka.client_id}-streams",
         stream_wait_empty=False,
@@ -84,5 +84,13 @@ def create_app(settings: Settings) -> StreamsContext:
     ctx.article_reader = ArticleReader(
         kafka.bootstrap_servers, kafka.topics.records, ctx.articles, client_id=f"{kafka.client_id}-know"
     )
+
+    @app.page("/healthz")
+    async def healthz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        # Serving at all means the worker's loop runs; what it owns says whether it has joined.
+        return view.json({"status": "ok", "partitions": len(app.consumer.assignment())})
+
     ctx.flow = agents.register(ctx)
+    names = ctx.topics.names
+    lag.register(app, [names.social_events, names.records, names.record_comments, names.link_requests, names.outcomes])
     return ctx

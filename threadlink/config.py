@@ -163,6 +163,10 @@ class StreamSettings(BaseModel):
 
     app_id: str = Field(default="threadlink-streams", description="Faust app id: consumer group and table names.")
     web_port: int = Field(default=6066, ge=0, le=65535, description="Faust's web server (its /metrics).")
+    web_host: str = Field(
+        default="127.0.0.1",
+        description="Where Faust's web server listens (0.0.0.0 in a container, so Prometheus can scrape it).",
+    )
     mention_patterns: list[MentionPattern] = Field(
         default_factory=lambda: [MentionPattern(system="jira", regex=r"\b[A-Z][A-Z0-9]{1,9}-[1-9][0-9]{0,8}\b")],
         description="Which words in a message name a record, and in which system.",

@@ -65,6 +65,11 @@ SINK_UP = Gauge(
 SINK_IN_FLIGHT = Gauge(
     "threadlink_sink_commands_in_flight", "Commands polled and not yet finished (bounded).", ["connector"]
 )
+SINK_LAG = Gauge(
+    "threadlink_sink_consumer_lag_records",
+    "Commands on the sink's partitions not done yet: from the oldest unfinished one to the end offset.",
+    ["connector"],
+)
 SINK_RATE_WAITS = Counter(
     "threadlink_sink_rate_limited_waits_total",
     "Commands that waited for a rate-limit token (their lane was busy); other lanes went on.",

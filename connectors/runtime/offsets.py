@@ -38,6 +38,16 @@ class OffsetTracker:
         self._next[partition] = last + 1
         return last + 1
 
+    def lag(self, ends: dict[int, int], positions: dict[int, int]) -> int:
+        """Records of the given partitions not done yet: from the oldest unfinished one taken
+        (or, with none in flight, the consumer's position) to the partition's end offset."""
+        total = 0
+        for partition, end in ends.items():
+            taken = self._taken.get(partition)
+            start = taken[0] if taken else positions.get(partition, end)
+            total += max(0, end - start)
+        return total
+
     def commit_points(self) -> dict[int, int]:
         return dict(self._next)
 

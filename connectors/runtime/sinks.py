@@ -66,6 +66,10 @@ REVOKE_GRACE_S = 5.0
 #: How long a sink waits before asking again with a credential that was refused (doubling).
 AUTH_PROBE_FIRST_S = 2.0
 AUTH_PROBE_MAX_S = 60.0
+#: How often a sink asks the broker for its partitions' end offsets (its lag gauge). A fetch
+#: response's highwater would be free, but a paused sink fetches nothing: its lag would freeze
+#: exactly when it rises.
+LAG_INTERVAL_S = 5.0
 
 
 @dataclass(eq=False)
@@ -156,6 +160,9 @@ class SinkRunner:
         self._dropped: set[int] = set()
         """Partitions taken away with polled work dropped: taken over again, read from the commit."""
         self._last_commit = 0.0
+        self._last_lag = 0.0
+        self._lag_snapshot: tuple[dict[int, int], dict[int, int]] | None = None
+        """End offsets and positions of the owned partitions, from the consumer thread."""
 
     @property
     def group_id(self) -> str:
@@ -207,6 +214,10 @@ class SinkRunner:
                     for record in records:
                         self._intake(record)
                 metrics.SINK_IN_FLIGHT.labels(self.name).set(self.in_flight)
+                with self._lock:
+                    snapshot, self._lag_snapshot = self._lag_snapshot, None
+                if snapshot is not None:
+                    metrics.SINK_LAG.labels(self.name).set(self._offsets.lag(*snapshot))
                 if self.ledger.expire():
                     metrics.LEDGER_SIZE.labels(self.name).set(len(self.ledger))
         finally:
@@ -593,10 +604,25 @@ class SinkRunner:
             self._paused = False
         self._commit()
         batches = consumer.poll(timeout_ms=100 if self.in_flight else 500)
+        self._measure_lag(consumer)
         with self._lock:
             assigned, self._assigned_new = self._assigned_new, set()
             revoked, self._revoked = self._revoked, set()
         return batches, assigned, revoked
+
+    def _measure_lag(self, consumer: KafkaConsumer) -> None:
+        if time.monotonic() - self._last_lag < LAG_INTERVAL_S:
+            return
+        self._last_lag = time.monotonic()
+        assignment = list(consumer.assignment())
+        try:
+            ends = consumer.end_offsets(assignment) if assignment else {}
+            positions = {tp.partition: consumer.position(tp) for tp in assignment}
+        except KafkaError as exc:
+            log.debug("sink %s: end offsets not read (%s); lag measured next time", self.name, exc)
+            return
+        with self._lock:
+            self._lag_snapshot = ({tp.partition: end for tp, end in ends.items()}, positions)
 
     def _take_over(self, partitions: set[int], handed_back: set[int]) -> None:
         """Before the first command of newly assigned partitions: what was done on them, by

@@ -26,3 +26,17 @@ def test_partitions_are_independent_and_forgotten_when_given_away() -> None:
     offsets.forget({0})
     assert offsets.finish(0, 1) is None
     assert offsets.commit_points() == {1: 11}
+
+
+def test_lag_counts_from_the_oldest_unfinished_command_or_the_position() -> None:
+    offsets = OffsetTracker()
+    for offset in (5, 6, 7):
+        offsets.take(0, offset)
+    offsets.finish(0, 6)
+    # Partition 0: 5 is unfinished, so 5..19 are not done; partition 1 has nothing in flight:
+    # only what the consumer has not read yet counts.
+    assert offsets.lag({0: 20, 1: 40}, {0: 8, 1: 31}) == 15 + 9
+    offsets.finish(0, 5)
+    offsets.finish(0, 7)
+    assert offsets.lag({0: 20}, {0: 8}) == 12
+    assert offsets.lag({0: 8}, {0: 8}) == 0

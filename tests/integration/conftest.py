@@ -27,9 +27,9 @@ def sink_topics(kafka_bootstrap: str, namespace: str, request: pytest.FixtureReq
 @pytest.fixture(scope="session")
 def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synapse]:
     """A real Synapse on 127.0.0.1:19108 (SQLite in memory, federation off) with one application
-    service registered, whose transactions go to 127.0.0.1:19109 (`synapse.appservice`)."""
+    service registered, whose transactions go to the `matrix` connector's webhook on 127.0.0.1:19109."""
     workdir = tmp_path_factory.mktemp("synapse")
-    appservice = AppService(url="http://127.0.0.1:19109")
+    appservice = AppService(url="http://127.0.0.1:19109/webhooks/matrix")
     registration = workdir / "appservice.yaml"
     registration.write_text(appservice.registration_json())
     server = Synapse(port=19108, appservice_files=[registration], workdir=workdir)

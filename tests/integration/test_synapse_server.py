@@ -55,7 +55,7 @@ def test_a_message_reaches_the_application_service(synapse: Synapse) -> None:
         messages: list[dict[str, Any]] = []
         while not messages:
             path, authorization, payload = seen.get(timeout=30)
-            assert path.startswith("/_matrix/app/v1/transactions/")
+            assert path.startswith("/webhooks/matrix/_matrix/app/v1/transactions/")
             assert authorization == f"Bearer {synapse.appservice.hs_token}"
             messages += [e for e in payload["events"] if e["type"] == "m.room.message"]
         assert messages[0]["room_id"] == room

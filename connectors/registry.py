@@ -10,7 +10,6 @@ from connectors.base import ConnectorPlugin
 PLUGINS: dict[str, str] = {
     "slack": "connectors.slack.connector",
     "jira": "connectors.jira.connector",
-    "matrix": "connectors.matrix.connector",
 }
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from schemas.topics import TopicNames
 from threadlink.config import Settings
 from threadlink.topics_admin import apply_topics
+
+from .synapse_server import AppService, Synapse, SynapseError
 
 
 @pytest.fixture
@@ -18,3 +22,21 @@ def sink_topics(kafka_bootstrap: str, namespace: str, request: pytest.FixtureReq
     )
     apply_topics(settings)
     return settings.kafka.topics
+
+
+@pytest.fixture(scope="session")
+def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synapse]:
+    """A real Synapse on 127.0.0.1:19108 (SQLite in memory, federation off) with one application
+    service registered, whose transactions go to the `matrix` connector's webhook on 127.0.0.1:19109."""
+    workdir = tmp_path_factory.mktemp("synapse")
+    appservice = AppService(url="http://127.0.0.1:19109/webhooks/matrix")
+    registration = workdir / "appservice.yaml"
+    registration.write_text(appservice.registration_json())
+    server = Synapse(port=19108, appservice_files=[registration], workdir=workdir)
+    server.appservice = appservice
+    try:
+        server.start()
+    except SynapseError as exc:
+        pytest.fail(f"could not start Synapse: {exc}")
+    yield server
+    server.stop()

@@ -1,0 +1,1 @@
+"""Matrix as an application service: a homeserver's transactions in, social events out."""

@@ -1,0 +1,112 @@
+"""The application service transactions endpoint (Matrix AS API, `PUT /_matrix/app/v1/transactions/{txnId}`).
+
+The homeserver authenticates with the registration's hs_token (`Authorization: Bearer`; the
+deprecated `access_token` query parameter is accepted too) and retries a transaction with the
+same txnId until it gets a 2xx. A transaction is answered `{}` only once all its events are on
+Kafka; a retry of one already published publishes nothing again. Across a restart the event ids
+read back from the social events topic do the same job, per event.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from kafka.errors import KafkaError
+
+from connectors.base import (
+    ConnectorContext,
+    Unauthorized,
+    WebhookRequest,
+    WebhookResponse,
+    WebhookRoute,
+    WebhookSource,
+    header_value,
+)
+from connectors.errors import SkippableError
+from connectors.matrix.client import MatrixClient
+from connectors.matrix.config import MatrixConfig
+from connectors.matrix.mapping import MatrixState, envelope_for
+from connectors.runtime.dedup import RecentIds
+from connectors.runtime.payloads import parse_json_object
+
+log = logging.getLogger(__name__)
+MAX_EVENTS_PER_TRANSACTION = 1000
+
+
+class MatrixTransactionsSource(WebhookSource):
+    routes = (WebhookRoute("PUT", "/_matrix/app/v1/transactions/{txnId}"),)
+
+    def __init__(
+        self,
+        config: MatrixConfig,
+        ctx: ConnectorContext,
+        state: MatrixState | None = None,
+        client: MatrixClient | None = None,
+    ) -> None:
+        self._config = config
+        self._client = client if client is not None else MatrixClient(config)
+        self._ctx = ctx
+        self._state = state or MatrixState(server_name=config.server_name, bot_user_id=config.bot_user_id)
+        self._transactions = RecentIds()
+        self._events = RecentIds()
+        self._asked: set[str] = set()
+
+    async def start(self) -> None:
+        window = self._config.redelivery_window_s
+        if self._ctx.published_lately is None or window == 0:
+            return
+        prefix = f"{self._ctx.name}:"
+        try:
+            ids = await self._ctx.published_lately(self._ctx.topics.social_events, id_prefix=prefix, since_s=window)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning("matrix: could not read back the events published lately (%s)", exc)
+            return
+        for envelope_id in ids:
+            self._events.remember(envelope_id.removeprefix(prefix))
+
+    async def stop(self) -> None:
+        await self._client.aclose()
+
+    def verify(self, request: WebhookRequest) -> None:
+        authorization = header_value(request.headers, "Authorization") or ""
+        token = authorization.removeprefix("Bearer ") if authorization.startswith("Bearer ") else ""
+        token = token or request.query.get("access_token", "")
+        expected = self._config.hs_token.get_secret_value()
+        if not token or not hmac.compare_digest(token.encode(), expected.encode()):
+            raise Unauthorized("missing or wrong hs_token")
+
+    async def handle(self, request: WebhookRequest) -> WebhookResponse:
+        txn_id = request.path_params.get("txnId", "")
+        if not txn_id:
+            raise SkippableError("matrix transaction without a txnId")
+        if self._transactions.seen(txn_id):
+            return WebhookResponse(json={}, outcome="duplicate")
+        payload = parse_json_object(request.body, what="matrix transaction")
+        batch = payload.get("events", [])
+        if not isinstance(batch, list) or len(batch) > MAX_EVENTS_PER_TRANSACTION:
+            raise SkippableError(f"matrix transaction events must be a list of at most {MAX_EVENTS_PER_TRANSACTION}")
+        published = 0
+        for event in batch:
+            if not isinstance(event, dict):
+                continue
+            event_id = event.get("event_id")
+            if not isinstance(event_id, str) or self._events.seen(event_id):
+                continue
+            room_id = event.get("room_id")
+            if isinstance(room_id, str) and room_id not in self._asked:
+                # State set before the service joined never arrives in a transaction: ask until
+                # the homeserver answers (it refuses before the service is in the room).
+                known = await self._client.room_state(room_id)
+                if known is not None:
+                    self._asked.add(room_id)
+                    self._state.rooms[room_id] = known
+            envelope = envelope_for(event, platform=self._ctx.name, state=self._state)
+            if envelope is None:
+                continue
+            assert envelope.subject is not None
+            await self._ctx.publisher.publish(self._ctx.topics.social_events, envelope.subject, envelope)
+            self._events.remember(event_id)
+            published += 1
+        self._transactions.remember(txn_id)
+        return WebhookResponse(json={}, outcome="accepted" if published else "ignored")

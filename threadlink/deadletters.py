@@ -49,7 +49,9 @@ def _replayable(record: Any, consumer: str | None, report: ReplayReport) -> Dead
     except ValidationError:
         report.skipped += 1
         return None
-    if (consumer and letter.consumer != consumer) or letter.topic.startswith(WEBHOOK_TOPIC_PREFIX):
+    # Partition -1: it came from outside Kafka (a webhook request, an MQTT message), not a topic.
+    from_outside = letter.topic.startswith(WEBHOOK_TOPIC_PREFIX) or letter.partition < 0
+    if (consumer and letter.consumer != consumer) or from_outside:
         report.skipped += 1
         return None
     return letter

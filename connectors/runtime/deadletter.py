@@ -16,11 +16,15 @@ from schemas.envelope import Envelope
 from schemas.topics import TopicNames
 
 
-async def send_to_dead_letters(publisher: Any, topics: TopicNames, letter: DeadLetter) -> None:
-    envelope = Envelope.wrap(
+def dead_letter_envelope(letter: DeadLetter) -> Envelope[DeadLetter]:
+    """The event a dead letter travels in (restricted: it may hold anything the platform sent)."""
+    return Envelope.wrap(
         letter, type=events.DEAD_LETTER, source_system=letter.consumer, subject=letter.key, visibility="restricted"
     )
-    await publisher.publish(topics.dead_letters, letter.key or "", envelope)
+
+
+async def send_to_dead_letters(publisher: Any, topics: TopicNames, letter: DeadLetter) -> None:
+    await publisher.publish(topics.dead_letters, letter.key or "", dead_letter_envelope(letter))
     DEAD_LETTERS.labels(letter.consumer, letter.error_kind).inc()
 
 

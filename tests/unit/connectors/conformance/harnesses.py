@@ -218,5 +218,53 @@ class JiraHarness(ConnectorHarness):
         )
 
 
+class _NoStandIn:
+    """MQTT has no webhook and no sink, so no HTTP stand-in: the suite's checks are skipped for it.
+    Its stream source is tested against a real Mosquitto in tests/integration/test_mqtt_source.py."""
+
+    requests: list[Any] = []
+
+    def assert_no_violations(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+class MqttHarness(ConnectorHarness):
+    kind = "mqtt"
+    signature_headers = ()
+
+    async def start_stand_in(self) -> _NoStandIn:
+        return _NoStandIn()
+
+    def config(self, stand_in: Any) -> Mapping[str, Any]:
+        mapping = {"topic": "plant/{plant}/order/{order}/status", "kind": "production_order", "key": "{order}"}
+        return {"host": "127.0.0.1", "password": "mqtt-conformance-secret", "mappings": [mapping]}
+
+    def secrets(self) -> tuple[str, ...]:
+        return ("mqtt-conformance-secret",)
+
+    async def sample_webhook(self, stand_in: Any) -> WebhookRequest:
+        raise NotImplementedError
+
+    def sign(
+        self, body: bytes, *, headers: Mapping[str, str] | None = None, secret: str | None = None
+    ) -> WebhookRequest:
+        raise NotImplementedError
+
+    def malformed_bodies(self) -> dict[str, bytes]:
+        return {}  # no webhook: malformed MQTT payloads are dead-lettered (test_mqtt_source.py)
+
+    async def sample_command(self, stand_in: Any, ctx: ConnectorContext) -> Command:
+        raise NotImplementedError
+
+    def fail_next_call(self, stand_in: Any, status: int, *, retry_after: float | None = None) -> None:
+        raise NotImplementedError
+
+    def unsupported_command(self, ctx: ConnectorContext) -> Command:
+        raise NotImplementedError
+
+
 #: Every connector's harness; the suite fails when a registered connector has none.
-HARNESSES: tuple[ConnectorHarness, ...] = (SlackHarness(), JiraHarness())
+HARNESSES: tuple[ConnectorHarness, ...] = (SlackHarness(), JiraHarness(), MqttHarness())

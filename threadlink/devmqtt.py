@@ -83,6 +83,9 @@ class Mosquitto:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+            # Else the readiness check below would take someone else's broker for ours.
+            raise RuntimeError(f"127.0.0.1:{self.port} is already in use: stop what listens there first")
         config = write_config(self.data_dir, self.port)
         binary = mosquitto_binary()
         with (self.data_dir / "mosquitto.log").open("ab") as log:  # the child keeps its own copy

@@ -39,7 +39,9 @@ READ_TIMEOUT_S = 1.0
 
 
 def routes_of(harness: ConnectorHarness) -> list[WebhookRoute]:
-    """The routes of the connector's webhook sources, read off a throw-away build."""
+    """The routes of the webhook source the harness's sample requests are for, read off a
+    throw-away build (Slack's interactivity endpoint takes forms: its hostile cases are in
+    tests/unit/connectors/slack/test_slack_interactivity.py)."""
     plugin = plugin_for(harness.kind)
     assert plugin is not None
 
@@ -50,7 +52,7 @@ def routes_of(harness: ConnectorHarness) -> list[WebhookRoute]:
     # The config only needs to validate; nothing is started or called.
     config = plugin.config_model.model_validate(dict(harness.config(_Unstarted())))
     parts = plugin.build(config, ConnectorContext(harness.name, Settings().kafka.topics, NoPublisher()))
-    return [route for source in parts.webhooks for route in source.routes]
+    return list(harness.webhook_of(parts).routes) if parts.webhooks else []
 
 
 class _Unstarted:

@@ -52,9 +52,9 @@ class Transactions(WebhookSource):
 
 async def test_put_with_a_path_parameter_and_a_second_route() -> None:
     source = Transactions()
-    server = TestServer(build_app([("matrix", source)]), host="127.0.0.1")
+    server = TestServer(build_app([("routes-demo", source)]), host="127.0.0.1")
     await server.start_server()
-    base = str(server.make_url("/webhooks/matrix/_matrix/app/v1"))
+    base = str(server.make_url("/webhooks/routes-demo/_matrix/app/v1"))
     auth = {"Authorization": f"Bearer {TOKEN}"}
     try:
         async with httpx.AsyncClient(timeout=10) as client:
@@ -68,7 +68,7 @@ async def test_put_with_a_path_parameter_and_a_second_route() -> None:
     assert (put.status_code, get.status_code, post.status_code, unsigned.status_code) == (200, 200, 405, 401)
     assert source.verified[0] == ("PUT", {"txnId": "42"}, b'{"events": []}')  # the raw body, before parsing
     assert source.handled == [("42", {"events": []})]
-    assert 'threadlink_connector_webhook_requests_total{connector="matrix",outcome="ignored"} 1.0' in metrics
+    assert 'threadlink_connector_webhook_requests_total{connector="routes-demo",outcome="ignored"} 1.0' in metrics
 
 
 def test_a_source_with_only_a_path_serves_post_on_it() -> None:

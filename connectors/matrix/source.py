@@ -12,8 +12,6 @@ from __future__ import annotations
 import hmac
 import logging
 
-from kafka.errors import KafkaError
-
 from connectors.base import (
     ConnectorContext,
     Unauthorized,
@@ -29,6 +27,7 @@ from connectors.matrix.config import MatrixConfig
 from connectors.matrix.mapping import MatrixState, envelope_for
 from connectors.runtime.dedup import RecentIds
 from connectors.runtime.payloads import parse_json_object
+from connectors.runtime.recent import remember_published
 
 log = logging.getLogger(__name__)
 MAX_EVENTS_PER_TRANSACTION = 1000
@@ -53,17 +52,7 @@ class MatrixTransactionsSource(WebhookSource):
         self._asked: set[str] = set()
 
     async def start(self) -> None:
-        window = self._config.redelivery_window_s
-        if self._ctx.published_lately is None or window == 0:
-            return
-        prefix = f"{self._ctx.name}:"
-        try:
-            ids = await self._ctx.published_lately(self._ctx.topics.social_events, id_prefix=prefix, since_s=window)
-        except (KafkaError, OSError, TimeoutError) as exc:
-            log.warning("matrix: could not read back the events published lately (%s)", exc)
-            return
-        for envelope_id in ids:
-            self._events.remember(envelope_id.removeprefix(prefix))
+        await remember_published(self._ctx, self._events, self._config.redelivery_window_s)
 
     async def stop(self) -> None:
         await self._client.aclose()

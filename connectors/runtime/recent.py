@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from kafka import TopicPartition
+from kafka.errors import KafkaError
 
 from connectors.runtime.kafka import standalone_consumer
 
@@ -87,3 +88,27 @@ async def published_ids(
         limit=limit,
         timeout_s=timeout_s,
     )
+
+
+async def remember_published(ctx: Any, recent: Any, window_s: float) -> int:
+    """Fill `recent` (a RecentIds) with the platform ids (`<connector>:` stripped) of the
+    events `ctx`'s connector published on the social events topic in the last `window_s`
+    seconds; returns how many. A broker that does not answer is logged, not raised: downstream
+    still knows a redelivery by its envelope id."""
+    if ctx.published_lately is None or window_s == 0:
+        return 0
+    prefix = f"{ctx.name}:"
+    try:
+        ids = await ctx.published_lately(ctx.topics.social_events, id_prefix=prefix, since_s=window_s)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        log.warning(
+            "%s: could not read back the events published lately (%s); redeliveries of events "
+            "published before this start will not be recognised here",
+            ctx.name,
+            exc,
+        )
+        return 0
+    for envelope_id in ids:
+        recent.remember(envelope_id.removeprefix(prefix))
+    log.info("%s: remembered %d events published in the last %.0fs", ctx.name, len(ids), window_s)
+    return len(ids)

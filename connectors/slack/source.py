@@ -18,12 +18,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-from kafka.errors import KafkaError
-
 from connectors.base import ConnectorContext, Unauthorized, WebhookRequest, WebhookResponse, WebhookSource, header_value
 from connectors.errors import SkippableError
 from connectors.runtime.dedup import RecentIds
 from connectors.runtime.payloads import parse_json_object
+from connectors.runtime.recent import remember_published
 from connectors.slack.client import SlackClient
 from connectors.slack.config import SlackConfig
 from connectors.slack.mapping import SlackEvent, SlackIdentity, envelope_for, from_ignored_bot, same_message_key
@@ -125,26 +124,7 @@ class SlackEventsSource(WebhookSource):
         published lately, by this replica before a restart or by another."""
         if self._client is not None:
             await self._identity.resolve(self._client)
-        await self._remember_published()
-
-    async def _remember_published(self) -> None:
-        window = self._config.redelivery_window_s
-        if self._ctx.published_lately is None or window == 0:
-            return
-        prefix = f"{self._ctx.name}:"
-        try:
-            ids = await self._ctx.published_lately(self._ctx.topics.social_events, id_prefix=prefix, since_s=window)
-        except (KafkaError, OSError, TimeoutError) as exc:
-            # Not a reason to refuse events: downstream still knows a redelivery by its id.
-            log.warning(
-                "slack: could not read back the events published lately (%s); redeliveries of "
-                "events published before this start will not be recognised here",
-                exc,
-            )
-            return
-        for envelope_id in ids:
-            self._recent.remember(envelope_id.removeprefix(prefix))
-        log.info("slack: remembered %d events published in the last %ds", len(ids), window)
+        await remember_published(self._ctx, self._recent, self._config.redelivery_window_s)
 
     async def stop(self) -> None:
         if self._client is not None:

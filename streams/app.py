@@ -12,7 +12,7 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.topics import STREAM_PARTITIONS
-from streams import agents, faust_fixes, lag, queries
+from streams import agents, faust_fixes, lag, queries, reach_timer
 from streams import tables as table_defs
 from streams import topics as topic_defs
 from streams.flows.link import LinkFlow
@@ -92,6 +92,7 @@ def create_app(settings: Settings) -> StreamsContext:
 
     ctx.flow = agents.register(ctx)
     queries.register(ctx)
+    reach_timer.register(ctx)
     names = ctx.topics.names
     lag.register(app, [names.social_events, names.records, names.record_comments, names.link_requests, names.outcomes])
     return ctx

@@ -84,3 +84,42 @@ def test_config_check_masks_secrets(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("THREADLINK_KAFKA__NAMESPACE", "staging")
     assert load_settings(write(tmp_path, GOOD)).kafka.namespace == "staging"
+
+
+REACH = """
+streams:
+  reach:
+    rules:
+      - name: outage
+        match: {keywords: [outage]}
+        notify: [{platform: slack, workspace: T1, channel: CLEADS}]
+      - name: silent
+        match: {channels: [C1]}
+    first_answer:
+      - name: gold
+        match: {channels: [CSUP]}
+        steps:
+          - {after_s: 3600, notify: [{platform: matrix, workspace: hs, channel: "!r:hs"}]}
+          - {after_s: 900, escalate: true}
+"""
+
+
+def test_reach_rules_and_tiers_report_every_problem_with_its_place(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, GOOD + REACH))
+    message = str(info.value)
+    assert "streams.reach.rules.1: a rule needs an action: notify (channels) or escalate: true" in message
+    assert "streams.reach.first_answer.0: steps must come in order of after_s" in message
+    fixed = REACH.replace("      - name: silent\n        match: {channels: [C1]}\n", "").replace(
+        "after_s: 900, escalate", "after_s: 7200, escalate"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, GOOD + fixed))
+    message = str(info.value)
+    assert "streams.reach.first_answer.0.steps.0.notify.0.platform: 'matrix' is not a configured connector" in message
+    assert "streams.reach.first_answer.0.steps.1.escalate: needs streams.escalate.target" in message
+    good = fixed.replace(
+        'platform: matrix, workspace: hs, channel: "!r:hs"', "platform: slack, workspace: T1, channel: CALL"
+    )
+    settings = load_settings(write(tmp_path, GOOD + good + "  escalate: {target: jira}\n"))
+    assert [step.after_s for step in settings.streams.reach.first_answer[0].steps] == [3600, 7200]

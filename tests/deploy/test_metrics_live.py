@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -85,3 +86,25 @@ def test_live_scrapes_expose_the_metrics_deploy_names(scrapes: dict[str, str]) -
     assert served <= defined_metrics(), (
         f"served but not known to the deploy checks: {sorted(served - defined_metrics())}"
     )
+
+
+@pytest.mark.parametrize("process", ["connectors", "streams"])
+def test_the_images_healthcheck_passes_on_each_live_process(sandbox: SandboxDeployment, process: str) -> None:
+    """The Dockerfile's HEALTHCHECK command, run as it is against each running process."""
+    import json
+    import os
+    import sys
+
+    from dockerfile_parse import DockerfileParser
+
+    parser = DockerfileParser(path=str(Path(__file__).resolve().parents[2] / "deploy" / "docker" / "Dockerfile"))
+    (check,) = [i["value"] for i in parser.structure if i["instruction"] == "HEALTHCHECK"]
+    command = json.loads(check.split("CMD", 1)[1])
+    assert command[0] == "python"
+    port = sandbox.settings.http.port if process == "connectors" else sandbox.settings.streams.web_port
+    env = {**os.environ, "THREADLINK_HEALTH_PORT": str(port)}
+    result = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    # And it fails when nothing answers there.
+    env["THREADLINK_HEALTH_PORT"] = "1"
+    assert subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True, timeout=30).returncode != 0

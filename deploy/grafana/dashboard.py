@@ -190,6 +190,33 @@ ROWS: list[tuple[str, list[dict[str, Any]]]] = [
         "Sinks",
         [
             panel(
+                "API calls by method and status",
+                "Calls to the platforms' HTTP APIs (Slack Web API, Jira REST), by platform, API method and HTTP "
+                "status; transport_error: no answer came. By platform, not connector instance (filtered by "
+                "environment only).",
+                [
+                    (
+                        rate("threadlink_connector_api_requests_total", "platform, method, status", ENV),
+                        "{{platform}} {{method}} {{status}}",
+                    )
+                ],
+                unit="reqps",
+            ),
+            panel(
+                "API auth failures (401, 403)",
+                "Answers refusing the credential. Slack answers a revoked token with HTTP 200 and ok:false; the "
+                "'Credential accepted' panel shows that case too.",
+                [
+                    (
+                        rate(
+                            "threadlink_connector_api_requests_total", "platform, method", ENV + ', status=~"401|403"'
+                        ),
+                        "{{platform}} {{method}}",
+                    )
+                ],
+                unit="reqps",
+            ),
+            panel(
                 "Commands by kind and outcome",
                 "Commands the sinks carried out against the platforms' APIs: done, duplicate, superseded, "
                 "dead-lettered.",

@@ -108,6 +108,7 @@ def test_every_metric_the_panels_name_is_defined_in_the_code(dashboard: dict[str
         "threadlink_sink_consumer_lag_records",
         "threadlink_sink_ledger_entries",
         "threadlink_sink_commands_total",
+        "threadlink_connector_api_requests_total",
         "threadlink_sink_retries_total",
         "threadlink_sink_rate_limited_waits_total",
         "threadlink_sink_up",

@@ -77,6 +77,7 @@ def test_live_scrapes_expose_the_metrics_deploy_names(scrapes: dict[str, str]) -
         "threadlink_connector_webhook_requests_total",
         "threadlink_connector_events_published_total",
         "threadlink_sink_commands_total",
+        "threadlink_connector_api_requests_total",
         "threadlink_end_to_end_latency_seconds_bucket",
         "threadlink_sink_up",
         "threadlink_stream_links_total",

@@ -173,3 +173,81 @@ def test_every_bind_mount_source_exists(services: dict[str, Any]) -> None:
         for volume in service.get("volumes", []):
             if volume.startswith("."):
                 assert (COMPOSE / volume.split(":")[0]).exists(), f"{name}: {volume}"
+
+
+COMPOSE_GO = "github.com/compose-spec/compose-go/v2/cmd@v2.16.2"
+
+
+@pytest.fixture(scope="module")
+def compose_go_model() -> dict[str, Any]:
+    """The file as `docker compose` loads it: compose-go's own validator (its `cmd`, built from
+    the Go module proxy into .venv/compose-go, about 15 s the first time): its schema, anchors
+    merged, paths resolved, normalised. Without interpolation: its command does not pass the
+    environment on to `${VAR:?}` (the password's `:?` is tested above)."""
+    import os
+    import shutil
+
+    bin_dir = ROOT / ".venv" / "compose-go"
+    tool = bin_dir / "cmd"
+    if not tool.exists():
+        go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+        if go is None:
+            pytest.skip(f"Go is missing: cannot build compose-go's validator ({COMPOSE_GO})")
+        built = subprocess.run(
+            [go, "install", COMPOSE_GO],
+            env={**os.environ, "GOBIN": str(bin_dir)},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert built.returncode == 0, built.stderr
+    result = subprocess.run(
+        [str(tool), "--no-interpolation", "--format", "json", "compose.yaml"],
+        cwd=COMPOSE,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    model = json.loads(result.stdout)
+    assert isinstance(model, dict)
+    return model
+
+
+def test_compose_go_loads_it_as_meant(compose_go_model: dict[str, Any]) -> None:
+    services = compose_go_model["services"]
+    assert set(services) == {"kafka", "topics", "connectors", "streams", "prometheus", "grafana"}
+    for name in THREADLINK_SERVICES:
+        service = services[name]
+        assert service["build"] == {"context": str(ROOT), "dockerfile": "deploy/docker/Dockerfile"}
+        assert service["env_file"] == [{"path": str(COMPOSE / "threadlink.env"), "required": True}]
+        config = next(v for v in service["volumes"] if v["target"] == "/etc/threadlink/threadlink.yaml")
+        assert config == {
+            "type": "bind",
+            "source": str(COMPOSE / "threadlink.yaml"),
+            "target": "/etc/threadlink/threadlink.yaml",
+            "read_only": True,
+            "bind": {"create_host_path": True},
+        }
+        assert service["environment"]["THREADLINK_CONFIG"] == "/etc/threadlink/threadlink.yaml"
+    # The anchors merged as intended: the workers' own environment and volumes on top of the shared ones.
+    streams = services["streams"]
+    assert streams["environment"]["THREADLINK_HEALTH_PORT"] == "6066"
+    assert {"type": "volume", "target": "/var/lib/threadlink/streams", "volume": {}} in streams["volumes"]
+    assert streams["deploy"]["replicas"] == 2
+    assert services["topics"]["restart"] == "no"
+    assert services["connectors"]["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+    assert set(compose_go_model["volumes"]) == {"kafka-data", "prometheus-data", "grafana-data"}
+
+
+def test_compose_go_refuses_a_broken_file(compose_go_model: dict[str, Any], tmp_path: Path) -> None:
+    """Its checks are real: a misspelt key is refused."""
+    broken = yaml.safe_load((COMPOSE / "compose.yaml").read_text())
+    broken["services"]["connectors"]["nosuch_key"] = True
+    (tmp_path / "compose.yaml").write_text(yaml.safe_dump(broken))
+    tool = ROOT / ".venv" / "compose-go" / "cmd"
+    result = subprocess.run(
+        [str(tool), "--no-interpolation", "compose.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "nosuch" in result.stdout + result.stderr

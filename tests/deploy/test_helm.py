@@ -276,3 +276,14 @@ def test_service_monitor_scrapes_both_jobs(render: Render) -> None:
     selector = monitor["spec"]["selector"]["matchLabels"]
     for service in of_kind(docs, "Service"):
         assert selector.items() <= service["metadata"]["labels"].items()
+
+
+def test_disruption_budgets_cover_every_deployment_with_more_than_one_pod(render: Render) -> None:
+    docs = render()
+    budgets = of_kind(docs, "PodDisruptionBudget")
+    for deployment in of_kind(docs, "Deployment"):
+        several = deployment["spec"].get("replicas", 2) > 1  # no replicas: the autoscaler's, at least 2
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        matching = [b for b in budgets if b["spec"]["selector"]["matchLabels"] == selector]
+        assert len(matching) == (1 if several else 0), deployment["metadata"]["name"]
+    assert not of_kind(render("podDisruptionBudget.enabled=false"), "PodDisruptionBudget")

@@ -302,6 +302,33 @@ ROWS: list[tuple[str, list[dict[str, Any]]]] = [
                 unit="percentunit",
                 width=12,
             ),
+            panel(
+                "Time to first answer (p50, p90) by SLA tier",
+                "From a watched thread's first message to the first answer by someone other than its author "
+                "(Reach, streams.reach.first_answer).",
+                [
+                    (
+                        quantile(q, "threadlink_reach_time_to_first_answer_seconds", "tier", ENV),
+                        f"p{round(q * 100)} {{{{tier}}}}",
+                    )
+                    for q in (0.5, 0.9)
+                ],
+                unit="s",
+                width=12,
+            ),
+            panel(
+                "Reach: routed, SLA steps taken, answered",
+                "Routing rules that fired, first-answer steps that widened a thread's circle, and watched "
+                "threads answered.",
+                [
+                    (
+                        rate("threadlink_stream_reach_total", "outcome", ENV + ', outcome=~"routed|step|answered"'),
+                        "{{outcome}}",
+                    )
+                ],
+                unit="ops",
+                width=12,
+            ),
         ],
     ),
     (

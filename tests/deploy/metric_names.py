@@ -18,6 +18,8 @@ MODULES = (
     "streams.flows.link",
     "streams.flows.know",
     "streams.flows.escalate",
+    "streams.flows.reach",
+    "streams.reach_timer",
     "streams.flows.runner",
     "streams.lag",
 )

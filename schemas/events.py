@@ -17,3 +17,4 @@ DEAD_LETTER = "io.threadlink.deadletter"
 LEDGER_ATTEMPTED = "io.threadlink.ledger.attempted"
 LEDGER_DONE = "io.threadlink.ledger.done"
 CHECKPOINT = "io.threadlink.connector.checkpoint"
+SUBSCRIPTION = "io.threadlink.reach.subscription.{action}"  # added | removed

@@ -108,7 +108,7 @@ def register(ctx: StreamsContext) -> LinkFlow:
     flow = LinkFlow(topics.names, ctx.settings.streams)
     escalate = Escalate(flow.emitter, ctx.settings.streams.escalate)
     know = Know(flow.emitter, ctx.settings.streams.know, ctx.articles)
-    reach = ReachFlow(flow.emitter, ctx.settings.streams.reach, escalate)
+    reach = ReachFlow(flow.emitter, ctx.settings.streams.reach, escalate, ctx.subscriptions)
     dead_letters = topics.names.dead_letters
 
     def runner(agent: str, adapter: TypeAdapter[Any], handler: Handler) -> FlowRunner[Any]:

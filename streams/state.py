@@ -136,6 +136,7 @@ class Reach(BaseModel):
     """Reach in this thread: the routing rules that fired, and its first-answer SLA."""
 
     routed: list[str] = Field(default_factory=list, description="Rules that fired here (each fires once).")
+    told: list[str] = Field(default_factory=list, description="Subscribers mentioned here (the last 200).")
     thread: ThreadRef | None = None
     tier: str | None = Field(default=None, description="The SLA tier watching the thread; unset: none.")
     opener: str | None = Field(default=None, description="Who started the thread: their replies are no answer.")

@@ -78,7 +78,7 @@ def cmd_streams_run(args: argparse.Namespace) -> int:
     ctx = create_app(settings)
     wait_s = settings.streams.know.startup_wait_s
     if not ctx.read_articles(wait_s):
-        log.warning("know: not every article was read within %.0fs; early questions get fewer suggestions", wait_s)
+        log.warning("not every article and subscription was read within %.0fs; early messages get fewer", wait_s)
     worker = faust.Worker(ctx.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0

@@ -235,6 +235,14 @@ class ReachSettings(BaseModel):
     check_interval_s: float = Field(
         default=15, ge=0.2, le=600, description="How often each worker looks for threads past a step's time."
     )
+    subscribe_command: str = Field(
+        default="subscribe",
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="@threadlink subscribe SUP-7 | project SUP | keyword checkout (and un<command> to stop).",
+    )
+    subscribe_reaction: str | None = Field(
+        default="bell", description="A reaction that subscribes its author to the records its message names."
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> ReachSettings:

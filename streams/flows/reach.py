@@ -23,23 +23,27 @@ threadlink or another bot says starts, matches or answers anything.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from prometheus_client import Counter, Histogram
 
+from schemas import events
 from schemas.commands import PostMessage, command_id_for
 from schemas.envelope import Envelope
-from schemas.social import ChannelRef, SocialEvent, SocialMessage, ThreadRef, ThreadTimer
+from schemas.social import Author, ChannelRef, SocialEvent, SocialMessage, SocialReaction, ThreadRef, ThreadTimer
+from schemas.subscriptions import Subscription, SubscriptionKind
 from schemas.visibility import Visibility, may_show
 from streams.flows.emit import Emit, Emitter, event_ms
 from streams.flows.escalate import Escalate
 from streams.state import MAX_EXCERPT, Reach, ThreadState
+from streams.subscriptions import Subscriptions
 from threadlink.config import NoticePlace, ReachSettings, SlaTier, ThreadMatch
 
 REACH = Counter(
     "threadlink_stream_reach_total",
-    "Reach decisions by outcome (routed, watched, answered, step, timer_stale, timer_early).",
+    "Reach decisions by outcome (routed, watched, answered, step, timer_stale, timer_early, subscribed, "
+    "unsubscribed, subscribers_told).",
     ["outcome"],
 )
 FIRST_ANSWER = Histogram(
@@ -48,6 +52,13 @@ FIRST_ANSWER = Histogram(
     ["tier"],
     buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400),
 )
+
+
+#: Records one subscribe (a command, a reaction) takes at most; mentions one message makes at most.
+MAX_SUBSCRIBE_AT_ONCE = 10
+MAX_MENTIONS = 20
+#: People told in one thread that are remembered (not told again).
+MAX_TOLD = 200
 
 
 def _minutes(seconds: float) -> str:
@@ -87,8 +98,11 @@ class ReachFlow:
     emitter: Emitter
     settings: ReachSettings
     escalate: Escalate
+    subscriptions: Subscriptions = field(default_factory=Subscriptions)
 
     def __post_init__(self) -> None:
+        word = re.escape(self.settings.subscribe_command)
+        self._subscribe_command = re.compile(rf"(?<![\w-])(un)?{word}(?![\w-])(.*)", re.IGNORECASE | re.DOTALL)
         self._rules = [(rule, Matcher(rule.match)) for rule in self.settings.rules]
         self._tiers = [(tier, Matcher(tier.match)) for tier in self.settings.first_answer]
 
@@ -103,10 +117,17 @@ class ReachFlow:
         event = envelope.data
         if isinstance(event, ThreadTimer):
             return self._on_timer(thread, event, envelope)
-        if not self.enabled or not isinstance(event, SocialMessage) or event.action != "posted":
+        if isinstance(event, SocialReaction):
+            return self._on_reaction(thread, event, envelope)
+        if not isinstance(event, SocialMessage) or event.action != "posted":
             return []
         if event.author.is_threadlink or event.author.is_bot:
             return []  # neither our own words nor another bridge's start, match or answer anything
+        if event.mentions_threadlink and (asked := self._subscribe_command.search(event.text)):
+            return self._on_subscribe(thread, event, envelope, stop=bool(asked.group(1)), rest=asked.group(2))
+        emits = self._tell_subscribers(thread, event, envelope)
+        if not self.enabled:
+            return emits
         now = event_ms(envelope)
         reach = thread.reach
         if reach is not None and reach.tier is not None and reach.answered_at is None:
@@ -116,7 +137,118 @@ class ReachFlow:
                 REACH.labels("answered").inc()
         elif (reach is None or reach.tier is None) and event.message_id == event.thread.thread_id:
             self._watch(thread, event, now)
-        return self._route(thread, event, envelope)
+        return emits + self._route(thread, event, envelope)
+
+    # -- subscriptions ----------------------------------------------------------------------
+
+    def _on_subscribe(
+        self, thread: ThreadState, message: SocialMessage, envelope: Envelope[SocialEvent], *, stop: bool, rest: str
+    ) -> list[Emit]:
+        words = rest.split()
+        wanted: list[tuple[SubscriptionKind, str, str]] = []
+        if len(words) >= 2 and words[0].lower() == "keyword":
+            wanted = [("keyword", words[1].lower()[:100], f"“{words[1].lower()[:100]}”")]
+        elif len(words) >= 2 and words[0].lower() == "project":
+            wanted = [("project", words[1].upper()[:100], f"project {words[1].upper()[:100]}")]
+        else:
+            named = thread.named.get(message.message_id, [])[:MAX_SUBSCRIBE_AT_ONCE]
+            wanted = [("record", record_id, record_id.partition(":")[2]) for record_id in named]
+        command = self.settings.subscribe_command
+        if not wanted:
+            usage = f"Say @threadlink {command} SUP-7, {command} project SUP or {command} keyword checkout."
+            return [self._say_in_thread(message.thread, usage, envelope, ("usage", message.message_id))]
+        return self._subscribe(message.thread, message.author, wanted, envelope, stop=stop, cause_id=message.message_id)
+
+    def _on_reaction(
+        self, thread: ThreadState, reaction: SocialReaction, envelope: Envelope[SocialEvent]
+    ) -> list[Emit]:
+        if (
+            reaction.reaction != self.settings.subscribe_reaction
+            or reaction.author.is_threadlink
+            or reaction.author.is_bot
+        ):
+            return []
+        named = thread.named.get(reaction.message_id, [])[:MAX_SUBSCRIBE_AT_ONCE]
+        wanted: list[tuple[SubscriptionKind, str, str]] = [
+            ("record", record_id, record_id.partition(":")[2]) for record_id in named
+        ]
+        if not wanted:
+            return []
+        return self._subscribe(
+            reaction.thread,
+            reaction.author,
+            wanted,
+            envelope,
+            stop=reaction.action == "removed",
+            cause_id=f"{reaction.message_id}:{reaction.author.id}:{reaction.action}",
+        )
+
+    def _subscribe(
+        self,
+        where: ThreadRef,
+        who: Author,
+        wanted: list[tuple[SubscriptionKind, str, str]],
+        envelope: Envelope[SocialEvent],
+        *,
+        stop: bool,
+        cause_id: str,
+    ) -> list[Emit]:
+        emits = []
+        for about, value, _ in wanted:
+            subscription = Subscription(
+                platform=where.platform,
+                workspace=where.workspace,
+                user_id=who.id,
+                user_name=who.display_name,
+                about=about,
+                value=value,
+                active=not stop,
+            )
+            emits.append(
+                self.emitter.event(
+                    self.emitter.names.subscriptions,
+                    subscription.key,
+                    subscription,
+                    type=events.SUBSCRIPTION.format(action="removed" if stop else "added"),
+                    cause=envelope,
+                    visibility="internal",
+                )
+            )
+        what = ", ".join(shown for _, _, shown in wanted)
+        name = who.display_name or who.id
+        said = (
+            f"{name}: you will no longer hear of {what}." if stop else f"{name}: you will hear of threads about {what}."
+        )
+        emits.append(self._say_in_thread(where, said, envelope, ("subscribed", cause_id)))
+        REACH.labels("unsubscribed" if stop else "subscribed").inc(len(wanted))
+        return emits
+
+    def _tell_subscribers(
+        self, thread: ThreadState, message: SocialMessage, envelope: Envelope[SocialEvent]
+    ) -> list[Emit]:
+        if message.channel_visibility == "restricted":
+            return []  # a private place: mentioning outsiders there would only tell the poster who they are
+        found = self.subscriptions.matching(
+            message.thread.platform, message.thread.workspace, message.text, thread.named.get(message.message_id, [])
+        )
+        told = set(thread.reach.told) if thread.reach is not None else set()
+        new = sorted({s.user_id for s in found if s.user_id != message.author.id and s.user_id not in told})
+        if not new:
+            return []
+        new = new[:MAX_MENTIONS]
+        reach = thread.reach = thread.reach or Reach()
+        reach.told = [*reach.told, *new][-MAX_TOLD:]
+        what = sorted({s.value.partition(":")[2] or s.value for s in found if s.user_id in new})
+        said = PostMessage(
+            command_id=command_id_for("post_message", "reach", message.thread.id, "subscribers", message.message_id),
+            target=message.thread.platform,
+            reply_key=message.thread.id,
+            destination=message.thread,
+            text=f"You asked to hear of {', '.join(what)[:300]}: this thread is about it.",
+            mentions=new,
+        )
+        REACH.labels("subscribers_told").inc(len(new))
+        return [self.emitter.command(said, message.thread.id, envelope, visibility=message.channel_visibility)]
 
     # -- first-answer SLA -------------------------------------------------------------------
 

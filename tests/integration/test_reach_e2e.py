@@ -109,3 +109,32 @@ def test_a_thread_answered_in_time_reaches_nobody(sandbox: SandboxDeployment) ->
     wait_for(lambda: in_channel(sandbox, LEADS, sentinel), timeout_s=90, what="the sentinel's notice")
     assert in_channel(sandbox, LEADS, marker) == []
     assert not any("No answer yet" in t for t in bot_replies(sandbox, WATCHED, ts))
+
+
+def test_someone_subscribed_to_a_project_is_mentioned_in_a_new_thread_about_it(sandbox: SandboxDeployment) -> None:
+    channel = "C" + secrets.token_hex(4).upper()
+    bot = sandbox.ident.bot_user_id
+    ts = sandbox.post(channel, f"<@{bot}> subscribe project SUB", user="U0GRACE")
+    wait_for(
+        lambda: any("you will hear of threads about project SUB" in t for t in bot_replies(sandbox, channel, ts)),
+        timeout_s=90,
+        what="the subscription's confirmation",
+    )
+
+    def mentioned_in_a_new_thread() -> bool:
+        # The workers read subscriptions as they come: a new thread until one has it (bounded).
+        other = "C" + secrets.token_hex(4).upper()
+        root = sandbox.post(other, "Is SUB-42 fixed yet?", user="U0ADA")
+        try:
+            wait_for(
+                lambda: any("<@U0GRACE>" in t for t in bot_replies(sandbox, other, root)),
+                timeout_s=8,
+                what="the subscriber's mention",
+            )
+        except AssertionError:
+            return False
+        return True
+
+    wait_for(
+        mentioned_in_a_new_thread, timeout_s=120, interval_s=0, what="a thread about SUB to mention its subscriber"
+    )

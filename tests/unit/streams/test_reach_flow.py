@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 
 from schemas.commands import CreateTicket, PostMessage
-from schemas.social import Author, ChannelRef, SocialMessage, ThreadRef, ThreadTimer
+from schemas.social import Author, ChannelRef, SocialMessage, SocialReaction, ThreadRef, ThreadTimer
+from schemas.subscriptions import Subscription
 from streams.agents import watch_entry
 from streams.flows.emit import Emit, Emitter
 from streams.flows.escalate import Escalate
 from streams.flows.reach import FIRST_ANSWER, ReachFlow
 from streams.state import ThreadState
+from streams.subscriptions import Subscriptions
 from tests.unit.streams.flowkit import NAMES, T0, envelope
 from threadlink.config import EscalateSettings, ReachSettings
 
@@ -152,3 +154,83 @@ def test_a_notice_never_quotes_a_thread_in_a_place_wider_than_its_own() -> None:
     t = Thread(channel="CSUP", visibility="internal", rules=[{"name": "all", "notify": [LEADS, PUBLIC]}])
     by_place = dict(said(t.say("the VPN is flaky")))
     assert "VPN" in by_place["CLEADS"] and "VPN" not in by_place["CPUBLIC"]
+
+
+def subscribed(emits: list[Emit]) -> list[Subscription]:
+    return [e.envelope.data for e in emits if isinstance(e.envelope.data, Subscription)]
+
+
+def test_subscribing_by_command_publishes_the_subscription_and_confirms_it() -> None:
+    t = Thread()
+    t.state.named["100.000001"] = ["jira:SUP-7"]
+    emits = t.flow.on_social(t.state, envelope(command(t, "<@U0TL> subscribe SUP-7", "100.000001")))
+    [subscription] = subscribed(emits)
+    assert (subscription.about, subscription.value, subscription.user_id) == ("record", "jira:SUP-7", "U-Ada")
+    assert emits[0].topic == NAMES.subscriptions and emits[0].key == subscription.key
+    assert said(emits) == [("thread", "Ada: you will hear of threads about SUP-7.")]
+    [project] = subscribed(t.flow.on_social(t.state, envelope(command(t, "<@U0TL> subscribe project sup", "100.2"))))
+    assert (project.about, project.value) == ("project", "SUP")
+    [word] = subscribed(t.flow.on_social(t.state, envelope(command(t, "<@U0TL> unsubscribe keyword Checkout", "1.3"))))
+    assert (word.about, word.value, word.active) == ("keyword", "checkout", False)
+    usage = said(t.flow.on_social(t.state, envelope(command(t, "<@U0TL> subscribe", "100.4"))))
+    assert "subscribe project SUP" in usage[0][1]
+
+
+def test_a_subscriber_is_mentioned_once_per_thread_when_a_thread_names_what_they_asked_for() -> None:
+    t = Thread()
+    for about, value, user in (
+        ("record", "jira:SUP-7", "U0GRACE"),
+        ("project", "SUP", "U0ALAN"),
+        ("keyword", "scanner", "U0ADA"),
+    ):
+        t.flow.subscriptions.put(Subscription(platform="slack", workspace="T1", user_id=user, about=about, value=value))  # type: ignore[arg-type]
+    t.state.named["100.000001"] = ["jira:SUP-7"]
+    emits = t.say("SUP-7 again: the scanner is offline", who="0ADA")  # the author U-0ADA is not U0ADA
+    [notice] = [e.envelope.data for e in emits if isinstance(e.envelope.data, PostMessage)]
+    assert notice.mentions == ["U0ADA", "U0ALAN", "U0GRACE"]
+    t.state.named["100.000002"] = ["jira:SUP-7"]
+    assert said(t.say("SUP-7 still")) == [], "each subscriber is told once per thread"
+
+
+def test_subscribers_are_not_mentioned_into_a_private_place_nor_for_their_own_words() -> None:
+    t = Thread(channel="GPRIV", visibility="restricted")
+    t.flow.subscriptions.put(
+        Subscription(platform="slack", workspace="T1", user_id="U0GRACE", about="keyword", value="scanner")
+    )
+    assert said(t.say("the scanner is offline")) == []
+    t = Thread()
+    t.flow.subscriptions.put(
+        Subscription(platform="slack", workspace="T1", user_id="U-Ada", about="keyword", value="scanner")
+    )
+    assert said(t.say("the scanner is offline", who="Ada")) == []
+
+
+def test_a_bell_reaction_subscribes_to_the_records_of_its_message_and_removing_it_unsubscribes() -> None:
+    t = Thread()
+    t.state.named["100.000001"] = ["jira:SUP-7", "jira:SUP-8"]
+    added = SocialReaction(thread=t.where, message_id="100.000001", reaction="bell", author=Author(id="U0GRACE"))
+    assert [s.value for s in subscribed(t.flow.on_social(t.state, envelope(added)))] == ["jira:SUP-7", "jira:SUP-8"]
+    removed = added.model_copy(update={"action": "removed"})
+    assert {s.active for s in subscribed(t.flow.on_social(t.state, envelope(removed)))} == {False}
+    other = added.model_copy(update={"reaction": "eyes"})
+    assert t.flow.on_social(t.state, envelope(other)) == []
+
+
+def test_a_registry_lookup_reads_only_what_a_message_names_and_forgets_unsubscribed() -> None:
+    registry = Subscriptions()
+    on = Subscription(platform="slack", workspace="T1", user_id="U0GRACE", about="keyword", value="scanner")
+    registry.put(on)
+    registry.put(on.model_copy(update={"workspace": "T2", "user_id": "U0OTHER"}))
+    assert [s.user_id for s in registry.matching("slack", "T1", "Scanner down", [])] == ["U0GRACE"]
+    registry.put(on.model_copy(update={"active": False}))
+    assert registry.matching("slack", "T1", "Scanner down", []) == [] and len(registry) == 1
+
+
+def command(t: Thread, text: str, message_id: str) -> SocialMessage:
+    return SocialMessage(
+        thread=t.where,
+        message_id=message_id,
+        author=Author(id="U-Ada", display_name="Ada"),
+        text=text,
+        mentions_threadlink=True,
+    )

@@ -266,5 +266,28 @@ class MqttHarness(ConnectorHarness):
         raise NotImplementedError
 
 
+class OpcuaHarness(MqttHarness):
+    """OPC UA too is a stream source only (no webhook, no sink): the suite's checks are skipped
+    for it. Its source is tested against a real asyncua server in
+    tests/integration/test_opcua_source.py."""
+
+    kind = "opcua"
+
+    def config(self, stand_in: Any) -> Mapping[str, Any]:
+        mapping = {"node": "ns=2;s=Line1.Press3.State", "kind": "machine_state", "key": "press-3", "field": "state"}
+        return {
+            "endpoint": "opc.tcp://127.0.0.1:4840/",
+            "username": "threadlink",
+            "password": "opcua-conformance-secret",
+            "mappings": [mapping],
+        }
+
+    def secrets(self) -> tuple[str, ...]:
+        return ("opcua-conformance-secret",)
+
+    def malformed_bodies(self) -> dict[str, bytes]:
+        return {}  # no webhook: bad OPC UA values are dead-lettered (test_opcua_source.py)
+
+
 #: Every connector's harness; the suite fails when a registered connector has none.
-HARNESSES: tuple[ConnectorHarness, ...] = (SlackHarness(), JiraHarness(), MqttHarness())
+HARNESSES: tuple[ConnectorHarness, ...] = (SlackHarness(), JiraHarness(), MqttHarness(), OpcuaHarness())

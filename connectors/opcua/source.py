@@ -13,7 +13,8 @@ the latest state, not every intermediate one.
 
 Why a repeat is harmless: a record's version is its nodes' newest source timestamp (epoch ms),
 and its event id is a hash of the record, so the same value read again, or published by a
-second replica, is the same event with the same id and version (deduplicated downstream).
+second replica, is the same event with the same id and version; record state downstream only
+moves forward by version, and a card is not updated for what it already shows.
 """
 
 from __future__ import annotations

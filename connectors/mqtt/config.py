@@ -8,7 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from connectors.mqtt.mapping import DEFAULT_TITLES, RECORD_FIELDS, Template, TopicPattern
+from connectors.mqtt.mapping import RECORD_FIELDS, Template, TopicPattern
+from connectors.runtime.shopfloor import DEFAULT_TITLES
 from schemas.visibility import Visibility
 
 

@@ -19,40 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from connectors.errors import SkippableError
 from connectors.runtime.payloads import InvalidPayload, epoch_time, parse_json
+from connectors.runtime.shopfloor import NUMBER, RECORD_MODELS, SHOPFLOOR_FIELDS, TIME
+from connectors.runtime.shopfloor import plain_text as _as_plain
 from schemas.records import MachineStateRecord, ProductionOrderRecord, RecordRef, version_of
 
 if TYPE_CHECKING:
     from connectors.mqtt.config import MqttMapping
 
 #: Record fields a mapping may fill, by kind, and how each value is read.
-TEXT, TIME, NUMBER = "text", "time", "number"
-RECORD_FIELDS: dict[str, dict[str, str]] = {
-    "production_order": {
-        "plant": TEXT,
-        "line": TEXT,
-        "status": TEXT,
-        "product": TEXT,
-        "quantity": TEXT,
-        "due_at": TIME,
-        "updated_at": TIME,
-        "version": NUMBER,
-    },
-    "machine_state": {
-        "plant": TEXT,
-        "line": TEXT,
-        "machine": TEXT,
-        "state": TEXT,
-        "reason": TEXT,
-        "order": TEXT,
-        "updated_at": TIME,
-        "version": NUMBER,
-    },
-}
-RECORD_MODELS: dict[str, type[ProductionOrderRecord] | type[MachineStateRecord]] = {
-    "production_order": ProductionOrderRecord,
-    "machine_state": MachineStateRecord,
-}
-DEFAULT_TITLES = {"production_order": "Order {key}", "machine_state": "Machine {key}"}
+RECORD_FIELDS = SHOPFLOOR_FIELDS
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -238,14 +213,6 @@ def _resolve(reference: Reference, captures: Mapping[str, str], payload: Any, *,
             return None
         raise MappingFailed(f"{field}: the payload has no {walked}")
     return node
-
-
-def _as_plain(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
-    return None
 
 
 def _as_text(value: Any, reference: Reference, *, field: str) -> str:

@@ -20,7 +20,6 @@ It is set before connecting, so not even the first queued message is acknowledge
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import logging
@@ -40,6 +39,7 @@ from connectors.mqtt.mapping import MappingFailed, record_from_message
 from connectors.runtime.deadletter import dead_letter_envelope
 from connectors.runtime.kafka import EventTooLarge
 from connectors.runtime.metrics import DEAD_LETTERS
+from connectors.runtime.shopfloor import source_dead_letter
 from schemas import events
 from schemas.deadletters import DeadLetter
 from schemas.envelope import Envelope
@@ -232,21 +232,10 @@ def _payload_bytes(payload: Any) -> bytes:
 
 def mqtt_dead_letter(connector: str, topic: str, payload: bytes, reason: str) -> DeadLetter:
     """A message that cannot become a record: its topic as the key, its payload as the value."""
-    try:
-        value, encoding = payload.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        value, encoding = base64.b64encode(payload).decode(), "base64"
-    return DeadLetter.model_validate(
-        {
-            "topic": f"{DEAD_LETTER_TOPIC_PREFIX}{connector}",
-            "partition": -1,
-            "offset": -1,
-            "key": topic,
-            "value": value,
-            "value_encoding": encoding,
-            "error_kind": "invalid",
-            "reason": reason,
-            "consumer": f"mqtt.{connector}",
-            "failed_at": datetime.now(UTC),
-        }
+    return source_dead_letter(
+        topic=f"{DEAD_LETTER_TOPIC_PREFIX}{connector}",
+        key=topic,
+        payload=payload,
+        reason=reason,
+        consumer=f"mqtt.{connector}",
     )

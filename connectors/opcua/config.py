@@ -7,7 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from connectors.opcua.mapping import DEFAULT_TITLES, RECORD_FIELDS, NodePath, Template
+from connectors.opcua.mapping import RECORD_FIELDS, NodePath, Template
+from connectors.runtime.shopfloor import DEFAULT_TITLES
 from schemas.visibility import Visibility
 
 

@@ -22,36 +22,19 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from connectors.errors import SkippableError
+from connectors.runtime.shopfloor import RECORD_MODELS, SHOPFLOOR_FIELDS, TIME
+from connectors.runtime.shopfloor import plain_text as _as_plain
 from schemas.records import MachineStateRecord, ProductionOrderRecord, RecordRef, version_of
 
 if TYPE_CHECKING:
     from connectors.opcua.config import OpcuaMapping
 
-TEXT, TIME, NUMBER = "text", "time", "number"
-#: Record fields a mapping may fill, by kind, and how each value is read.
+#: Record fields a mapping may fill, by kind, and how each value is read: a record's time and
+#: version come from the source timestamp, never from a mapping.
 RECORD_FIELDS: dict[str, dict[str, str]] = {
-    "production_order": {
-        "plant": TEXT,
-        "line": TEXT,
-        "status": TEXT,
-        "product": TEXT,
-        "quantity": TEXT,
-        "due_at": TIME,
-    },
-    "machine_state": {
-        "plant": TEXT,
-        "line": TEXT,
-        "machine": TEXT,
-        "state": TEXT,
-        "reason": TEXT,
-        "order": TEXT,
-    },
+    kind: {name: how for name, how in fields.items() if name not in ("updated_at", "version")}
+    for kind, fields in SHOPFLOOR_FIELDS.items()
 }
-RECORD_MODELS: dict[str, type[ProductionOrderRecord] | type[MachineStateRecord]] = {
-    "production_order": ProductionOrderRecord,
-    "machine_state": MachineStateRecord,
-}
-DEFAULT_TITLES = {"production_order": "Order {key}", "machine_state": "Machine {key}"}
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -232,14 +215,6 @@ class RecordState:
             )
         except ValueError as exc:  # pydantic's ValidationError: a value the record refuses (too long, ...)
             raise MappingFailed(f"the record is not valid: {exc}") from None
-
-
-def _as_plain(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
-    return None
 
 
 def _show(value: Any) -> str:

@@ -37,6 +37,7 @@ from connectors.opcua.mapping import MappingFailed, NodePath, Reading, RecordSta
 from connectors.runtime.deadletter import dead_letter_envelope
 from connectors.runtime.kafka import EventTooLarge
 from connectors.runtime.metrics import DEAD_LETTERS
+from connectors.runtime.shopfloor import source_dead_letter
 from schemas import events
 from schemas.deadletters import DeadLetter
 from schemas.envelope import Envelope
@@ -311,19 +312,12 @@ def opcua_dead_letter(connector: str, reading: Reading, reason: str) -> DeadLett
             "source_timestamp": reading.source_timestamp.isoformat() if reading.source_timestamp else None,
         }
     )
-    return DeadLetter.model_validate(
-        {
-            "topic": f"{DEAD_LETTER_TOPIC_PREFIX}{connector}",
-            "partition": -1,
-            "offset": -1,
-            "key": reading.node_id,
-            "value": value[:65_536],
-            "value_encoding": "utf-8",
-            "error_kind": "invalid",
-            "reason": reason,
-            "consumer": f"opcua.{connector}",
-            "failed_at": datetime.now(UTC),
-        }
+    return source_dead_letter(
+        topic=f"{DEAD_LETTER_TOPIC_PREFIX}{connector}",
+        key=reading.node_id,
+        payload=value.encode()[:65_536],
+        reason=reason,
+        consumer=f"opcua.{connector}",
     )
 
 

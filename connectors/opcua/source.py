@@ -76,6 +76,9 @@ class OpcuaSource(StreamSource):
         self._lost = asyncio.Event()
         self._bound: dict[str, list[Bound]] = {}
         self._records: dict[tuple[str, str], RecordState] = {}
+        self._sent: dict[str, str] = {}
+        """Record id -> event id last published on this connection: the subscription's first
+        notification of a node repeats the value just read, and is not published twice."""
         self.received = 0
         """Data values handed over (notifications and reads), over every connection."""
         self.subscribed = 0
@@ -84,8 +87,11 @@ class OpcuaSource(StreamSource):
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        client = Client(self.config.endpoint, timeout=self.config.request_timeout_s)
-        client._watchdog_intervall = self.config.watchdog_interval_s
+        client = Client(
+            self.config.endpoint,
+            timeout=self.config.request_timeout_s,
+            watchdog_intervall=self.config.watchdog_interval_s,
+        )
         if self.config.username:
             client.set_user(self.config.username)
         if self.config.password:
@@ -111,6 +117,7 @@ class OpcuaSource(StreamSource):
         if client is None:
             raise ConnectionLost("not connected")
         failed = asyncio.Event()
+        self._sent = {}  # a new connection publishes every record again
         try:
             bound = await self._resolve(client)
             subscription = await client.create_subscription(
@@ -260,6 +267,9 @@ class OpcuaSource(StreamSource):
             return await self._dead_letter(emit, reading, str(exc))
         # The same record again (read after a reconnect, or from a second replica) gets the same id.
         digest = hashlib.sha256(record.model_dump_json().encode()).hexdigest()[:32]
+        if self._sent.get(record.ref.id) == digest:
+            return _settled()
+        self._sent[record.ref.id] = digest
         envelope = Envelope[Any].wrap(
             record,
             type=events.RECORD_UPSERTED.format(kind=record.kind),
@@ -281,6 +291,12 @@ class OpcuaSource(StreamSource):
         delivery = await emit(self.ctx.topics.dead_letters, reading.node_id, dead_letter_envelope(letter))
         DEAD_LETTERS.labels(self.consumer, letter.error_kind).inc()
         return delivery
+
+
+def _settled() -> asyncio.Future[None]:
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done
 
 
 def reading_of(node_id: str, value: ua.DataValue) -> Reading:

@@ -6,6 +6,7 @@ become dead letters with the reason, and two replicas publish the same events.""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -159,6 +160,8 @@ async def test_value_changes_become_records_with_the_mapped_fields(
     )
     assert last.version > press[0].version  # the server's source timestamps, in epoch ms
     assert last.version == int(last.updated_at.timestamp() * 1000)
+    # read on connect, and repeated by the subscription's first notification: published once
+    assert states(seen, "Line1-Press4") == ["idle"]
     (order,) = [e.data for e in seen if e.data.ref.key == "PO-1001" and e.data.status == "running"]
     assert (order.kind, order.plant, order.title) == ("production_order", "p1", "Order PO-1001")
 
@@ -177,7 +180,10 @@ async def test_a_server_restart_is_survived_and_the_value_changed_meanwhile_is_p
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: plant.restart(**{"Line1.Press3.State": "maintenance"})
         )
+        restarted = time.monotonic()
         await until(lambda: replica.source.subscribed >= 2, what="resubscribed after the restart")
+        # noticed by the watchdog (0.5 s here) and reconnected with the runtime's backoff (<= 1 s here)
+        assert time.monotonic() - restarted < 15
         await write(plant, "Line1.Press3.State", "running-again")
         seen = await read_until(tail, lambda seen: "running-again" in states(seen, "Line1-Press3"))
     finally:

@@ -48,6 +48,14 @@ log = logging.getLogger(__name__)
 DEAD_LETTER_TOPIC_PREFIX = "opcua:"
 #: How often `run` looks at the connection and the deliveries between notifications.
 POLL_S = 0.2
+#: What a server answers to a user name or password it does not accept (or to an anonymous session).
+IDENTITY_REFUSED = frozenset(
+    {
+        ua.StatusCodes.BadUserAccessDenied,
+        ua.StatusCodes.BadIdentityTokenRejected,
+        ua.StatusCodes.BadIdentityTokenInvalid,
+    }
+)
 #: Nodes read in one Read request after subscribing.
 READ_CHUNK = 500
 
@@ -83,6 +91,8 @@ class OpcuaSource(StreamSource):
         """Data values handed over (notifications and reads), over every connection."""
         self.subscribed = 0
         """Connections whose subscription the server created."""
+        self.identity_refused = 0
+        """Connection attempts the server refused for the user name, password or anonymity."""
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -109,6 +119,15 @@ class OpcuaSource(StreamSource):
         except (TimeoutError, OSError, ua.UaError) as exc:
             with contextlib.suppress(Exception):
                 await client.disconnect()
+            if isinstance(exc, ua.UaStatusCodeError) and exc.code in IDENTITY_REFUSED:
+                # Retried with backoff like any connection failure (a server's user list may be
+                # fixed meanwhile), but said plainly: retrying alone will not help.
+                self.identity_refused += 1
+                raise ConnectionLost(
+                    f"{self.config.endpoint} refused the session's identity ({type(exc).__name__}): check "
+                    f"username and password (THREADLINK_CONNECTORS__{self.ctx.name.upper()}__PASSWORD), "
+                    "or leave both out if the server allows anonymous sessions"
+                ) from None
             raise ConnectionLost(f"cannot connect to {self.config.endpoint}: {exc!r}") from None
         self._client = client
 

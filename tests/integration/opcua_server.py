@@ -15,6 +15,7 @@ one line (`ok` or `error: ...`)::
     {"node": "Line1.Press3.State", "value": ["a", "b"]}               # an array: the wrong type
 
     with PlantServer.running() as plant:    # plant.url, plant.write(...), plant.restart(State=...)
+    with PlantServer.running(user="threadlink:secret") as plant:   # user name and password required
         ...
 
 Run alone: `python -m tests.integration.opcua_server --port 4840 --set Line1.Press3.State=down`.
@@ -50,11 +51,29 @@ REPLY_TIMEOUT_S = 10.0
 # -- the server (in the subprocess) ---------------------------------------------------------------
 
 
-async def serve(port: int, initial: dict[str, str]) -> None:
+class _OneUser:
+    """Lets in one user name with its password, nobody else (and no anonymous session)."""
+
+    def __init__(self, name: str, password: str) -> None:
+        self.name, self.password = name, password
+
+    def get_user(
+        self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
+    ) -> Any:
+        from asyncua.crypto.permission_rules import User, UserRole
+
+        if username == self.name and password == self.password:
+            return User(role=UserRole.User, name=username)
+        return None
+
+
+async def serve(port: int, initial: dict[str, str], user: str | None = None) -> None:
     from asyncua import Server, ua
 
-    server = Server()
+    server = Server(user_manager=_OneUser(*user.split(":", 1)) if user else None)
     await server.init()
+    if user:
+        server.set_identity_tokens([ua.UserNameIdentityToken])
     server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/threadlink/")
     server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
     ns = await server.register_namespace(NAMESPACE)
@@ -100,9 +119,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--set", action="append", default=[], help="NODE=VALUE, an initial value")
+    parser.add_argument("--user", help="NAME:PASSWORD, the only user let in (default: anonymous)")
     args = parser.parse_args()
     initial = dict(item.split("=", 1) for item in args.set)
-    asyncio.run(serve(args.port, initial))
+    asyncio.run(serve(args.port, initial, args.user))
 
 
 # -- the test's handle on it -------------------------------------------------------------------
@@ -117,15 +137,17 @@ def free_port() -> int:
 class PlantServer:
     """The server subprocess: start, write values, kill and start again on the same port."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, user: str | None = None) -> None:
+        """`user`: NAME:PASSWORD, the only user the server lets in (default: anonymous sessions)."""
         self.port = port or free_port()
+        self.user = user
         self.url = f"opc.tcp://127.0.0.1:{self.port}/threadlink/"
         self._process: subprocess.Popen[str] | None = None
 
     @classmethod
     @contextlib.contextmanager
-    def running(cls) -> Iterator[PlantServer]:
-        plant = cls()
+    def running(cls, *, user: str | None = None) -> Iterator[PlantServer]:
+        plant = cls(user=user)
         plant.start()
         try:
             yield plant
@@ -138,6 +160,8 @@ class PlantServer:
         command = [sys.executable, "-m", "tests.integration.opcua_server", "--port", str(self.port)]
         for node, value in initial.items():
             command += ["--set", f"{node}={value}"]
+        if self.user:
+            command += ["--user", self.user]
         self._process = subprocess.Popen(
             command,
             cwd=root,

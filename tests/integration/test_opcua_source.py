@@ -64,9 +64,15 @@ def topics(kafka_bootstrap: str, namespace: str, request: pytest.FixtureRequest)
 class Replica:
     """One connector replica: the OPC UA source under the runtime's StreamRunner and batched publisher."""
 
-    def __init__(self, kafka_bootstrap: str, topics: TopicNames, plant: PlantServer, name: str) -> None:
+    def __init__(self, kafka_bootstrap: str, topics: TopicNames, plant: PlantServer, name: str, **config: Any) -> None:
         self.config = OpcuaConfig.model_validate(
-            {"endpoint": plant.url, "publishing_interval_ms": 50, "watchdog_interval_s": 0.5, "mappings": MAPPINGS}
+            {
+                "endpoint": plant.url,
+                "publishing_interval_ms": 50,
+                "watchdog_interval_s": 0.5,
+                "mappings": MAPPINGS,
+                **config,
+            }
         )
         self.publisher = KafkaPublisher(kafka_bootstrap, client_id=f"tests-{name}")
         context = ConnectorContext(name="presses", topics=topics, publisher=self.publisher.labelled("presses"))
@@ -238,3 +244,29 @@ async def test_two_replicas_publish_the_same_event_for_a_change(
     # No shared subscription in OPC UA: each replica publishes the change, as the same event
     # (same id, same version), which downstream deduplication drops.
     assert len({e.id for e in downs}) == 1 and len({e.data.version for e in downs}) == 1
+
+
+async def test_a_server_that_wants_a_password_gets_it_and_a_wrong_one_is_said_plainly(
+    kafka_bootstrap: str, topics: TopicNames, replicas: list[Replica], caplog: pytest.LogCaptureFixture
+) -> None:
+    with PlantServer.running(user="threadlink:plant-secret-42") as plant:
+        wrong = Replica(kafka_bootstrap, topics, plant, "opcua-wrong", username="threadlink", password="not-it-77")
+        replicas.append(wrong)
+        wrong.task = asyncio.create_task(wrong.runner.run())
+        await until(lambda: wrong.source.identity_refused >= 2, what="refused twice (retried)")
+        await wrong.stop()
+        right = Replica(
+            kafka_bootstrap, topics, plant, "opcua-right", username="threadlink", password="plant-secret-42"
+        )
+        replicas.append(right)
+        await right.start()
+        tail = TopicTail(kafka_bootstrap, topics.records, RecordEvent)
+        try:
+            await read_until(tail, lambda seen: "running" in states(seen, "Line1-Press3"))
+        finally:
+            tail.close()
+        await right.stop()
+    assert wrong.runner.connections == 0 and wrong.source.subscribed == 0
+    assert "refused the session's identity (BadUserAccessDenied): check username and password" in caplog.text
+    assert "THREADLINK_CONNECTORS__PRESSES__PASSWORD" in caplog.text
+    assert "not-it-77" not in caplog.text and "plant-secret-42" not in caplog.text

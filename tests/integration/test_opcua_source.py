@@ -270,3 +270,25 @@ async def test_a_server_that_wants_a_password_gets_it_and_a_wrong_one_is_said_pl
     assert "refused the session's identity (BadUserAccessDenied): check username and password" in caplog.text
     assert "THREADLINK_CONNECTORS__PRESSES__PASSWORD" in caplog.text
     assert "not-it-77" not in caplog.text and "plant-secret-42" not in caplog.text
+
+
+async def test_a_browse_path_the_server_does_not_have_is_named_and_retried(
+    plant: PlantServer,
+    kafka_bootstrap: str,
+    topics: TopicNames,
+    replicas: list[Replica],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    missing = {
+        **MAPPINGS[1],
+        "node": "0:Objects/2:Plant/2:Line9/2:Press1/2:State",
+        "key": "L9-P1",
+        "kind": "machine_state",
+        "field": "state",
+        "fields": {},
+    }
+    replica = Replica(kafka_bootstrap, topics, plant, "opcua-missing", mappings=[{**missing, "field": "state"}])
+    replicas.append(replica)
+    replica.task = asyncio.create_task(replica.runner.run())
+    await until(lambda: caplog.text.count("the server has no node at 0:Objects/2:Plant/2:Line9") >= 2, what="retried")
+    assert replica.source.subscribed == 0

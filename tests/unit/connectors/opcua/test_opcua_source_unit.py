@@ -78,3 +78,17 @@ async def test_a_repeat_on_one_connection_is_published_once_and_again_after_a_re
     opcua._sent = {}  # what run() does on a new connection
     await opcua._handle(emit, reading("down"), failed)
     assert len(emit.events) == 2 and emit.events[0][2].id == emit.events[1][2].id  # the same event again
+
+
+async def test_an_event_kafka_did_not_take_makes_the_source_reconnect() -> None:
+    opcua, failed = source(), asyncio.Event()
+
+    async def refusing(topic: str, key: str, envelope: Any) -> asyncio.Future[None]:
+        delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        delivery.set_exception(RuntimeError("broker did not acknowledge"))
+        delivery.exception()  # retrieved, as the batched publisher does
+        return delivery
+
+    await opcua._handle(refusing, reading("down"), failed)
+    await asyncio.sleep(0)  # done callbacks run on the next loop turn
+    assert failed.is_set()  # run() then raises ConnectionLost: reconnect, read every node again

@@ -152,6 +152,13 @@ class OpcuaConfig(BaseModel):
     watchdog_interval_s: float = Field(
         default=1.0, gt=0, le=60, description="How often the connection's health is probed (a dead server is noticed)."
     )
+    session_timeout_s: float = Field(
+        default=60,
+        ge=10,
+        le=3_600,
+        description="How long the server keeps threadlink's session (and its subscription) after it stops "
+        "hearing from it; a new connection always opens a new session.",
+    )
     queue_size: int = Field(
         default=10_000,
         ge=10,

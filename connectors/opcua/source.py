@@ -102,6 +102,8 @@ class OpcuaSource(StreamSource):
             timeout=self.config.request_timeout_s,
             watchdog_intervall=self.config.watchdog_interval_s,
         )
+        # A session the server keeps for a client that is gone (a killed replica) lasts this long.
+        client.session_timeout = int(self.config.session_timeout_s * 1000)
         if self.config.username:
             client.set_user(self.config.username)
         if self.config.password:
@@ -253,7 +255,10 @@ class OpcuaSource(StreamSource):
                 raise ConnectionLost("the server stopped answering")
             if failed.is_set():
                 raise ConnectionLost("Kafka did not take an event: reconnecting, which reads every node again")
-            event = await subscription.next_event(timeout=POLL_S)
+            try:
+                event = await subscription.next_event(timeout=POLL_S)
+            except StopAsyncIteration:
+                raise ConnectionLost("the subscription was closed") from None
             if isinstance(event, DataChangeEvent):
                 await self._handle(
                     emit, reading_of(event.node.nodeid.to_string(), event.data.monitored_item.Value), failed

@@ -44,7 +44,9 @@ def classify_github(
     - 403/429 with `Retry-After`, or with `x-ratelimit-remaining: 0`: BackpressureError, waiting
       `Retry-After` or until `x-ratelimit-reset` (at most `max_wait_s`);
     - 410 (issues turned off, an issue deleted) and 422 (validation failed): SkippableError;
-    - the rest as `classify_response`: 404 NotFoundError, 401/403 AuthError, 5xx/408 retriable.
+    - any other 403: FatalError for this command (the token works, but not here), not AuthError;
+    - the rest as `classify_response`: 404 NotFoundError, 401 AuthError (the sink pauses), 5xx/408
+      retriable.
     """
     status = response.status_code
     if 200 <= status < 300:
@@ -65,6 +67,15 @@ def classify_github(
         raise SkippableError(f"{what}: HTTP 410 (gone: deleted, or issues are turned off)", status=status)
     if status == 422:
         raise SkippableError(f"{what}: HTTP 422 (GitHub refused the request as invalid)", status=status)
+    if status == 403:
+        # Authenticated, but not allowed here: a repository outside the token's selection, a
+        # missing Issues permission, a locked issue. The credential itself works (a revoked or
+        # wrong one is a 401), so this command fails for good while the others go on.
+        raise FatalError(
+            f"{what}: HTTP 403 (the token may not do this here: check its repository access and its "
+            "Issues: read and write permission)",
+            status=status,
+        )
     classify_response(response, what=what)
 
 

@@ -27,6 +27,7 @@ class GitHubConfig(BaseModel):
         connectors:
           github:
             bot_login: threadlink-bot
+            write_owners: [acme]
             repo_visibility: {acme/website: public, acme/security: restricted}
     """
 
@@ -67,6 +68,14 @@ class GitHubConfig(BaseModel):
         description=(
             "Visibility of issues looked up over REST in repositories not listed in repo_visibility (an issue "
             "answer does not say whether its repository is public; webhooks do)."
+        ),
+    )
+    write_owners: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Owners (organisations or users) whose repositories threadlink comments on and opens issues in; "
+            "issues elsewhere are still looked up and shown, never written to (no back-link to a thread on "
+            "someone else's public issue). Empty: any repository the token may write to."
         ),
     )
     comment_backlinks: bool = Field(
@@ -118,6 +127,18 @@ class GitHubConfig(BaseModel):
         if bad:
             raise ValueError(f"keys must be owner/repo, not {', '.join(repr(b) for b in bad)}")
         return {name.lower(): visibility for name, visibility in value.items()}
+
+    @field_validator("write_owners")
+    @classmethod
+    def _owners(cls, value: list[str]) -> list[str]:
+        bad = [owner for owner in value if not owner or "/" in owner or owner != owner.strip()]
+        if bad:
+            raise ValueError(f"owners are logins such as acme, not {', '.join(repr(b) for b in bad)}")
+        return [owner.lower() for owner in value]
+
+    def may_write(self, owner: str) -> bool:
+        """Whether threadlink writes (comments, issues) to repositories of `owner`."""
+        return not self.write_owners or owner.lower() in self.write_owners
 
     def visibility_of(self, repo: str | None, *, private: bool | None = None) -> Visibility:
         """The visibility of a repository's issues: configured, else from its privacy when

@@ -41,9 +41,10 @@ class GitHubSink(Sink):
     order within one) after `start()`, and `stop()` once at the end, which closes the HTTP
     client. Errors follow connectors.errors, with GitHub's rate limits as backpressure
     (`client.classify_github`): a 403 or 429 with `x-ratelimit-remaining: 0` or `Retry-After`
-    holds the lane until the reset; a 401 (or another 403) is a refused credential, which pauses
-    the sink; a missing issue is an answer (RecordMissing), not a failure; a 410 or 422 is
-    skippable, dead-lettered with the reason.
+    holds the lane until the reset; a 401 is a refused credential, which pauses the sink; another
+    403 (a repository the token may not write to) fails that command alone; a missing issue is
+    an answer (RecordMissing), not a failure; a 410 or 422 is skippable, dead-lettered with the
+    reason. Writes go only to repositories of `write_owners` (when set).
 
     Nothing is written twice when an answer is lost:
 
@@ -138,6 +139,10 @@ class GitHubSink(Sink):
         if not is_repo_name(command.project):
             raise FatalError(f"github: project {command.project[:100]!r} is not a repository (owner/repo)")
         owner, repo = command.project.lower().split("/")
+        if not self.config.may_write(owner):
+            raise FatalError(
+                f"github: {owner!r} is not in write_owners; threadlink opens no issue in {command.project!r}"
+            )
         label = thread_label(command.thread)
         existing = await self._find_thread_issue(owner, repo, label)
         if existing is not None:
@@ -188,6 +193,8 @@ class GitHubSink(Sink):
             raise NotFoundError(f"github: {command.record.key[:120]!r} is not a GitHub issue key (owner/repo#number)")
         if not self.config.comment_backlinks:
             return Effect(skipped="comment_backlinks disabled")
+        if not self.config.may_write(key.owner):
+            return Effect(skipped=f"{key.owner} is not in write_owners")
         command_id = command.command_id
         if self._unsure.seen(command_id):
             found = await self._find_backlink(key, command_id)

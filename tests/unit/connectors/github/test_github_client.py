@@ -67,9 +67,12 @@ def test_rate_limit_with_a_garbage_reset_is_still_backpressure() -> None:
     assert caught.value.retry_after is None  # the runtime's own backoff
 
 
-def test_403_without_rate_limit_headers_is_a_refused_credential() -> None:
-    with pytest.raises(AuthError):
+def test_403_without_rate_limit_headers_fails_the_command_but_does_not_pause_the_sink() -> None:
+    # A repository outside a fine-grained token's selection answers 403 to a write: the token
+    # works everywhere else, so this is no refused credential (which would stop every command).
+    with pytest.raises(FatalError) as caught:
         classify(answer(403, **{"x-ratelimit-remaining": "4999"}))
+    assert not isinstance(caught.value, AuthError) and "repository access" in str(caught.value)
 
 
 def test_401_is_a_refused_credential() -> None:

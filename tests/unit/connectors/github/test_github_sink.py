@@ -273,3 +273,20 @@ def test_writes_take_the_writes_lane_and_reads_only_the_account(sink: GitHubSink
     assert [lane.name for lane in sink.lanes(comment())] == ["writes", "account"]
     assert [lane.name for lane in sink.lanes(create())] == ["writes", "account"]
     assert [lane.name for lane in sink.lanes(fetch("acme/shop#1"))] == ["account"]
+
+
+async def test_no_backlink_on_issues_of_owners_not_in_write_owners(
+    fake_github: FakeGitHub, make_config: Callable[..., GitHubConfig], ctx: ConnectorContext
+) -> None:
+    """A thread naming someone else's public issue must not leave its permalink there."""
+    await fake_github.put_issue("acme/shop", "Ours")
+    sink = GitHubSink(make_config(fake_github.url, write_owners=["Other-Org"]), ctx)
+    try:
+        effect = await sink.execute(comment(), wrap(comment()))
+        with pytest.raises(FatalError, match="write_owners"):
+            await sink.execute(create(), wrap(create()))
+        fetched = await sink.execute(fetch("acme/shop#1"), wrap(fetch("acme/shop#1")))
+    finally:
+        await sink.stop()
+    assert effect.skipped == "acme is not in write_owners" and fetched.found is True
+    assert [r.method for r in fake_github.requests] == ["GET"]  # looked up, never written to

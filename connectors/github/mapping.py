@@ -222,7 +222,11 @@ def backlink_markdown(
     """The Markdown of a back-link comment: the command's words (by default "Discussed in a
     Slack thread"), the permalink as a link (or the thread's id without one), and the command's
     marker."""
-    intro = text.strip() or (f"Discussed in a {thread.platform} thread" if thread else "Discussed in a thread")
+    # Someone's words that look like threadlink's marker are not one: the marker is how a retry
+    # finds this comment, and how its webhook is known as threadlink's own.
+    intro = strip_markers(text).strip() or (
+        f"Discussed in a {thread.platform} thread" if thread else "Discussed in a thread"
+    )
     intro = _clip(intro, MAX_BODY_CHARS)
     if permalink and permalink.startswith(("https://", "http://")) and not any(c in permalink for c in " <>()"):
         link = f" [{permalink}]({permalink})"
@@ -234,7 +238,7 @@ def backlink_markdown(
 
 
 def issue_body(description: str, *, label: str) -> str:
-    return f"{_clip(description.strip(), MAX_BODY_CHARS)}\n\n{marker('thread', label)}".lstrip()
+    return f"{_clip(strip_markers(description).strip(), MAX_BODY_CHARS)}\n\n{marker('thread', label)}".lstrip()
 
 
 def issue_title(summary: str, platform: str) -> str:

@@ -25,6 +25,7 @@ from connectors.registry import plugin_for
 from connectors.runtime.kafka import KafkaPublisher
 from connectors.runtime.sinks import SinkRunner
 from connectors.runtime.webhooks import DeadLetters, build_app, webhook_path
+from sandbox.contracts import SpecsMissing
 from sandbox.contracts.github import github_contract
 from sandbox.github_api import FakeGitHub
 from schemas import events
@@ -67,12 +68,14 @@ class Deployed:
 
 
 @pytest.fixture
-async def deployed(
-    kafka_bootstrap: str, namespace: str, vendor_specs: str, request: pytest.FixtureRequest
-) -> AsyncIterator[Deployed]:
+async def deployed(kafka_bootstrap: str, namespace: str, request: pytest.FixtureRequest) -> AsyncIterator[Deployed]:
     """FakeGitHub, the connector built through its registry plugin with a real KafkaPublisher,
     its webhook served by the runtime's HTTP app; topics of a namespace of this test's own."""
-    fake = FakeGitHub(token=TOKEN, webhook_secret=SECRET, contract=github_contract())
+    try:
+        contract = github_contract()
+    except SpecsMissing as exc:
+        pytest.skip(f"GitHub's OpenAPI description is needed to check the traffic: {exc}")
+    fake = FakeGitHub(token=TOKEN, webhook_secret=SECRET, contract=contract)
     await fake.start()
     fake.add_repo("acme/shop", private=True)
     entry = {"type": "github", "api_url": fake.url, "token": TOKEN, "webhook_secret": SECRET}

@@ -135,3 +135,10 @@ def test_config_reports_every_problem_at_once() -> None:
 def test_config_never_shows_its_secrets() -> None:
     config = GitHubConfig(token=TOKEN, webhook_secret=WEBHOOK_SECRET)
     assert TOKEN not in repr(config) and WEBHOOK_SECRET not in str(config.model_dump())
+
+
+def test_a_forged_marker_in_someone_elses_words_is_removed_before_writing() -> None:
+    forged = "hi <!-- threadlink:command=someone-elses-command -->"
+    body = backlink_markdown(THREAD, command_id="mine", text=forged)
+    assert marker_of(body, "command") == "mine" and "someone-elses-command" not in body
+    assert "someone" not in issue_body("<!-- threadlink:thread=someone -->", label="threadlink-abc")

@@ -28,6 +28,7 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import hmac
 import itertools
@@ -297,18 +298,20 @@ class FakeGitHub:
         issue = self.issue(repo, number)
         if issue is None:
             raise KeyError(f"{repo}#{number}")
-        payload: dict[str, Any] = {
-            "action": action,
-            "issue": issue,
-            "repository": self._repos[repo.lower()],
-            "sender": self._user(self.login),
-        }
+        payload: dict[str, Any] = copy.deepcopy(  # a test may change the payload, not the stored issue
+            {
+                "action": action,
+                "issue": issue,
+                "repository": self._repos[repo.lower()],
+                "sender": self._user(self.login),
+            }
+        )
         if action == "edited":
-            payload["changes"] = {"title": {"from": issue["title"]}}
+            payload["changes"] = {"title": {"from": payload["issue"]["title"]}}
         if action == "transferred":
-            payload["changes"] = {"new_issue": issue, "new_repository": self._repos[repo.lower()]}
-        if action in ("labeled", "unlabeled") and issue["labels"]:
-            payload["label"] = issue["labels"][-1]
+            payload["changes"] = {"new_issue": payload["issue"], "new_repository": payload["repository"]}
+        if action in ("labeled", "unlabeled") and payload["issue"]["labels"]:
+            payload["label"] = payload["issue"]["labels"][-1]
         return payload
 
     def comment_event(self, action: str, repo: str, number: int, comment: dict[str, Any]) -> dict[str, Any]:
@@ -316,13 +319,15 @@ class FakeGitHub:
         issue = self.issue(repo, number)
         if issue is None:
             raise KeyError(f"{repo}#{number}")
-        payload: dict[str, Any] = {
-            "action": action,
-            "issue": issue,
-            "comment": {**comment, "performed_via_github_app": None},
-            "repository": self._repos[repo.lower()],
-            "sender": comment["user"],
-        }
+        payload: dict[str, Any] = copy.deepcopy(
+            {
+                "action": action,
+                "issue": issue,
+                "comment": {**comment, "performed_via_github_app": None},
+                "repository": self._repos[repo.lower()],
+                "sender": comment["user"],
+            }
+        )
         if action == "edited":
             payload["changes"] = {"body": {"from": comment["body"]}}
         return payload

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,10 +58,18 @@ class SandboxDeployment:
 
 
 def start_sandbox(
-    kafka_bootstrap: str, namespace: str, run_dir: Path, *, escalate: dict[str, Any] | None = None
+    kafka_bootstrap: str,
+    namespace: str,
+    run_dir: Path,
+    *,
+    escalate: dict[str, Any] | None = None,
+    customize: Callable[[Settings], Settings] | None = None,
+    loop: LoopThread | None = None,
 ) -> SandboxDeployment:
-    """`escalate`: streams.escalate settings (off by default, as in the sandbox demo)."""
-    loop = LoopThread()
+    """`escalate`: streams.escalate settings (off by default, as in the sandbox demo).
+    `customize`: changes the settings before the processes start (another connector, more
+    mention patterns), with `loop` the thread its stand-ins are served from."""
+    loop = loop or LoopThread()
     ident = SandboxIdentity()
     port = free_port(18787)
     slack, jira = stand_ins(ident, port)
@@ -80,6 +88,8 @@ def start_sandbox(
             )
         }
     )
+    if customize is not None:
+        settings = customize(settings)
     children = start_deployment(settings, run_dir)
     return SandboxDeployment(loop, slack, jira, ident, settings, children, slack.events_url or "")
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from connectors.runtime.metrics import API_CALLS
+
 
 class ConnectorError(Exception):
     kind = "fatal"
@@ -69,6 +71,13 @@ def parse_retry_after(value: str | None) -> float | None:
         return None  # HTTP-date form: fall back to our own backoff
 
 
+def count_api_call(what: str, status: str) -> None:
+    """`what` is "<platform> <API method>" ("slack chat.postMessage", "jira GET issue"): fixed
+    strings of the clients, so the labels stay bounded."""
+    platform, _, method = what.partition(" ")
+    API_CALLS.labels(platform, method or "unknown", status).inc()
+
+
 def classify_response(response: httpx.Response, *, what: str) -> None:
     """Raise the right ConnectorError for a non-2xx response; return for 2xx.
 
@@ -76,6 +85,7 @@ def classify_response(response: httpx.Response, *, what: str) -> None:
     are not included: they may echo tokens or personal data.
     """
     status = response.status_code
+    count_api_call(what, str(status))
     if 200 <= status < 300:
         return
     message = f"{what}: HTTP {status}"
@@ -117,6 +127,7 @@ NEVER_SENT: tuple[type[httpx.TransportError], ...] = (httpx.ConnectError, httpx.
 def classify_transport_error(exc: httpx.TransportError, *, what: str) -> RetriableError:
     """Timeouts and connection failures are worth another try. `sent` says whether the request
     could have left (see `NEVER_SENT`). Raise the result `from exc`."""
+    count_api_call(what, "transport_error")
     return RetriableError(f"{what}: {type(exc).__name__}", sent=not isinstance(exc, NEVER_SENT))
 
 

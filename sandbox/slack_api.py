@@ -305,6 +305,14 @@ class FakeSlack:
 
     # -- what users do -----------------------------------------------------------------------
 
+    def channel_messages(self, channel: str) -> list[dict[str, Any]]:
+        """The channel's top-level messages (roots of threads), oldest first (copies)."""
+        conversation = self._channels.get(channel)
+        if conversation is None:
+            return []
+        roots = [m for m in conversation.messages.values() if m.get("thread_ts") in (None, m["ts"])]
+        return copy.deepcopy(sorted(roots, key=lambda m: m["ts"]))
+
     async def post_user_message(
         self,
         channel: str,

@@ -85,6 +85,11 @@ class PostMessage(CommandBase):
     destination: Place
     text: str = Field(max_length=4000, description="Plain text; the sink formats it for its platform.")
     about: RecordRef | None = Field(default=None, description="The record it is about, if any.")
+    mentions: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="User ids on the destination's platform to mention (notify) before the text.",
+    )
 
 
 class AddComment(CommandBase):

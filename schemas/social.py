@@ -6,6 +6,7 @@ Both social connectors produce these same shapes, so streams/ never branches on 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
@@ -152,8 +153,20 @@ class SocialAction(BaseModel):
     channel_visibility: Visibility = "internal"
 
 
+class ThreadTimer(BaseModel):
+    """A thread's step of its first-answer SLA is due (Reach). The streams workers send it to the
+    thread's key when the step's time has come; the thread's state decides whether it still
+    applies (nobody has answered, the step was not taken yet)."""
+
+    kind: Literal["timer"] = "timer"
+    thread: ThreadRef
+    step: int = Field(ge=0, description="Which step of the thread's SLA tier is due (0: the first).")
+    due_at: datetime = Field(description="When the step was due.")
+    channel_visibility: Visibility = "internal"
+
+
 SocialEvent = Annotated[
-    SocialMessage | SocialReaction | SocialMembership | SocialChannelChange | SocialAction,
+    SocialMessage | SocialReaction | SocialMembership | SocialChannelChange | SocialAction | ThreadTimer,
     Field(discriminator="kind"),
 ]
 """What the social events topic carries: thread events keyed by thread id, channel events

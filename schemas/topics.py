@@ -24,6 +24,7 @@ from schemas.links import Link, LinkRequest
 from schemas.outcomes import Outcome
 from schemas.records import RecordComment, RecordEvent
 from schemas.social import SocialEvent
+from schemas.subscriptions import Subscription
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -109,6 +110,10 @@ class TopicNames:
     def checkpoints(self) -> str:
         return f"{self.namespace}.connectors.checkpoints"
 
+    @property
+    def subscriptions(self) -> str:
+        return f"{self.namespace}.reach.subscriptions"
+
     def commands(self, target: str) -> str:
         return f"{self.namespace}.commands.{target}"
 
@@ -165,6 +170,15 @@ def catalog(names: TopicNames, command_targets: list[str] | tuple[str, ...]) -> 
             "thread id|record id",
             Envelope[Link],
             "Which threads discuss which records, and their cards' state.",
+            cleanup_policy="compact",
+            retention_ms=None,
+        ),
+        TopicSpec(
+            names.subscriptions,
+            "platform:workspace:user|about:value",
+            Envelope[Subscription],
+            "People's subscriptions to records, projects and keywords (Reach); every streams worker reads them all.",
+            partitions=1,
             cleanup_policy="compact",
             retention_ms=None,
         ),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from faust.types import TableT
 from pydantic import BaseModel, TypeAdapter
 
 from schemas.envelope import Envelope
@@ -17,7 +18,9 @@ from streams.flows.emit import Emit
 from streams.flows.escalate import Escalate
 from streams.flows.know import Know
 from streams.flows.link import LinkFlow
+from streams.flows.reach import ReachFlow
 from streams.flows.runner import FlowRunner, Handler
+from streams.state import ThreadState
 from streams.tables import StateTable
 
 if TYPE_CHECKING:
@@ -41,6 +44,40 @@ def stateful(table: StateTable[S], decide: Callable[[S, Any], Sequence[Emit]]) -
         state, stored = table.get(key)
         emits = decide(state, envelope)
         table.put(key, state, stored)
+        return emits
+
+    return handle
+
+
+def watch_entry(state: ThreadState) -> dict[str, Any] | None:
+    """What the Reach timer needs of a thread with a step due; None when nothing is due."""
+    reach = state.reach
+    if reach is None or reach.due_at is None or reach.thread is None:
+        return None
+    return {
+        "due_at": reach.due_at,
+        "step": reach.steps_done,
+        "thread": reach.thread.model_dump(mode="json"),
+        "visibility": reach.place_visibility,
+    }
+
+
+def watched(
+    table: StateTable[ThreadState], watch: TableT, decide: Callable[[ThreadState, Any], Sequence[Emit]]
+) -> Handler:
+    """`stateful` for the threads, keeping the Reach watch (a table beside theirs, on the same
+    partition) in step with each thread's state."""
+
+    def handle(envelope: Envelope[Any], key: str) -> Sequence[Emit]:
+        state, stored = table.get(key)
+        emits = decide(state, envelope)
+        table.put(key, state, stored)
+        entry = watch_entry(state)
+        if entry is not None:
+            if watch.get(key) != entry:
+                watch[key] = entry
+        elif stored is not None and key in watch:
+            del watch[key]
         return emits
 
     return handle
@@ -71,13 +108,18 @@ def register(ctx: StreamsContext) -> LinkFlow:
     flow = LinkFlow(topics.names, ctx.settings.streams)
     escalate = Escalate(flow.emitter, ctx.settings.streams.escalate)
     know = Know(flow.emitter, ctx.settings.streams.know, ctx.articles)
+    reach = ReachFlow(flow.emitter, ctx.settings.streams.reach, escalate, ctx.subscriptions)
     dead_letters = topics.names.dead_letters
 
     def runner(agent: str, adapter: TypeAdapter[Any], handler: Handler) -> FlowRunner[Any]:
         return FlowRunner(agent, adapter, handler, app.producer, dead_letters)
 
     social = runner(
-        "link.on_social", SOCIAL, stateful(tables.threads, both(flow.on_social, escalate.on_social, know.on_social))
+        "link.on_social",
+        SOCIAL,
+        watched(
+            tables.threads, tables.watch, both(flow.on_social, escalate.on_social, know.on_social, reach.on_social)
+        ),
     )
     requests = runner("link.on_link_request", REQUEST, stateful(tables.records, flow.on_link_request))
     records = runner("link.on_record", RECORD, stateful(tables.records, flow.on_record))

@@ -5,6 +5,7 @@ threadlink streams run        # a worker (what deploy/ runs); run several to sha
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,11 +13,13 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.topics import STREAM_PARTITIONS
-from streams import agents, faust_fixes, lag
+from streams import agents, faust_fixes, lag, queries, reach_timer, subscriptions
 from streams import tables as table_defs
 from streams import topics as topic_defs
 from streams.flows.link import LinkFlow
 from streams.knowledge import ArticleIndex, ArticleReader
+from streams.readers import TopicReader
+from streams.subscriptions import Subscriptions
 from threadlink.config import Settings
 
 
@@ -31,15 +34,23 @@ class StreamsContext:
     articles: ArticleIndex = field(default_factory=ArticleIndex)
     article_reader: ArticleReader | None = None
     """Started by `read_articles()` before the worker, so a question finds the articles that exist."""
+    subscriptions: Subscriptions = field(default_factory=Subscriptions)
+    subscription_reader: TopicReader | None = None
     flow: LinkFlow | None = None
 
     def read_articles(self, wait_s: float) -> bool:
-        """Start reading the articles (Know); wait up to `wait_s` for those published before.
-        Returns whether they were all read in time (the worker goes on either way)."""
-        if self.article_reader is None or not self.settings.streams.know.enabled:
-            return True
-        self.article_reader.start()
-        return self.articles.caught_up.wait(wait_s)
+        """Start reading the articles (Know) and the subscriptions (Reach); wait up to `wait_s`
+        for those published before. Returns whether they were all read in time (the worker goes
+        on either way)."""
+        readers: list[TopicReader] = []
+        if self.subscription_reader is not None:
+            readers.append(self.subscription_reader)
+        if self.article_reader is not None and self.settings.streams.know.enabled:
+            readers.append(self.article_reader)
+        for reader in readers:
+            reader.start()
+        deadline = time.monotonic() + wait_s
+        return all(reader.caught_up.wait(max(0.0, deadline - time.monotonic())) for reader in readers)
 
 
 def create_app(settings: Settings) -> StreamsContext:
@@ -84,6 +95,9 @@ def create_app(settings: Settings) -> StreamsContext:
     ctx.article_reader = ArticleReader(
         kafka.bootstrap_servers, kafka.topics.records, ctx.articles, client_id=f"{kafka.client_id}-know"
     )
+    ctx.subscription_reader = subscriptions.reader(
+        kafka.bootstrap_servers, kafka.topics.subscriptions, ctx.subscriptions, client_id=f"{kafka.client_id}-reach"
+    )
 
     @app.page("/healthz")
     async def healthz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -91,6 +105,8 @@ def create_app(settings: Settings) -> StreamsContext:
         return view.json({"status": "ok", "partitions": len(app.consumer.assignment())})
 
     ctx.flow = agents.register(ctx)
+    queries.register(ctx)
+    reach_timer.register(ctx)
     names = ctx.topics.names
     lag.register(app, [names.social_events, names.records, names.record_comments, names.link_requests, names.outcomes])
     return ctx

@@ -21,12 +21,11 @@ from typing import Any
 import bm25s
 import orjson
 import Stemmer
-from kafka import TopicPartition
 from pydantic import TypeAdapter, ValidationError
 
-from connectors.runtime.kafka import standalone_consumer
 from schemas.envelope import Envelope
 from schemas.records import ArticleRecord, RecordEvent
+from streams.readers import TopicReader
 
 log = logging.getLogger(__name__)
 
@@ -120,49 +119,14 @@ def searchable(article: ArticleRecord) -> str:
     return " ".join([*parts, article.body])[:MAX_TEXT]
 
 
-class ArticleReader:
+class ArticleReader(TopicReader):
     """Reads the records topic into an ArticleIndex on a daemon thread, until `stop()`."""
 
     def __init__(self, bootstrap_servers: str, topic: str, index: ArticleIndex, *, client_id: str) -> None:
-        self._bootstrap, self._topic, self._index, self._client_id = bootstrap_servers, topic, index, client_id
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="know-articles", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._read()
-            except Exception as exc:  # a broker blip: read again from where the index stands
-                log.warning("know: reading articles failed (%r); trying again", exc)
-                self._stopping.wait(2)
-
-    def _read(self) -> None:
-        consumer = standalone_consumer(self._bootstrap, client_id=self._client_id)
-        try:
-            tps = [TopicPartition(self._topic, p) for p in consumer.partitions_for_topic(self._topic) or ()]
-            if not tps:
-                self._index.caught_up.set()  # no records topic yet: nothing published to wait for
-                self._stopping.wait(2)
-                return
-            consumer.assign(tps)
-            consumer.seek_to_beginning(*tps)
-            end = consumer.end_offsets(tps)
-            while not self._stopping.is_set():
-                for batch in consumer.poll(timeout_ms=500).values():
-                    for record in batch:
-                        self._take(record.value)
-                if not self._index.caught_up.is_set() and all(consumer.position(tp) >= end[tp] for tp in tps):
-                    self._index.caught_up.set()
-                    log.info("know: %d articles indexed", len(self._index))
-        finally:
-            consumer.close()
+        super().__init__(bootstrap_servers, topic, self._take, client_id=client_id, name="know-articles")
+        self._index = index
+        # The index's own event is the one a starting worker waits on.
+        self.caught_up = index.caught_up
 
     def _take(self, value: bytes) -> None:
         try:

@@ -30,6 +30,7 @@ MAX_MESSAGES = 200
 MAX_LINE = 1000
 MAX_PENDING = 50
 MAX_SUGGESTED = 20
+MAX_EXCERPT = 300
 
 CardStatus = Literal["requested", "posted", "failed", "hidden", "removed"]
 
@@ -131,6 +132,23 @@ class Escalation(BaseModel):
     )
 
 
+class Reach(BaseModel):
+    """Reach in this thread: the routing rules that fired, and its first-answer SLA."""
+
+    routed: list[str] = Field(default_factory=list, description="Rules that fired here (each fires once).")
+    told: list[str] = Field(default_factory=list, description="Subscribers mentioned here (the last 200).")
+    thread: ThreadRef | None = None
+    tier: str | None = Field(default=None, description="The SLA tier watching the thread; unset: none.")
+    opener: str | None = Field(default=None, description="Who started the thread: their replies are no answer.")
+    started_at: int = 0
+    steps_done: int = 0
+    due_at: int | None = Field(default=None, description="When the next step is due (epoch ms); unset: none.")
+    answered_at: int | None = None
+    excerpt: str = Field(default="", max_length=MAX_EXCERPT)
+    permalink: str | None = None
+    place_visibility: Visibility = "internal"
+
+
 class ThreadState(BaseModel):
     named: dict[str, list[str]] = Field(
         default_factory=dict, description="Message id -> the record ids it names (messages that name none: absent)."
@@ -140,6 +158,7 @@ class ThreadState(BaseModel):
     )
     escalation: Escalation | None = None
     suggested: list[str] = Field(default_factory=list, description="Articles Know suggested here (the last 20).")
+    reach: Reach | None = None
 
     def suggest(self, record_ids: list[str]) -> None:
         self.suggested = [*self.suggested, *record_ids][-MAX_SUGGESTED:]

@@ -3,7 +3,8 @@ worker's disk (a restart reads only the changelog it has not seen yet).
 
 - `records`: record id -> RecordState, on the partitions of the record-keyed topics (records,
   links.requests, records.comments, sinks.outcomes: co-partitioned, STREAM_PARTITIONS each);
-- `threads`: thread id -> ThreadState, on the partitions of social.events.
+- `threads`: thread id -> ThreadState, on the partitions of social.events;
+- `reach-watch`: thread id -> the next first-answer step due, beside `threads` (Reach).
 
 Keys are the ids; values the states as JSON (Faust's json codec, orjson when installed).
 """
@@ -63,6 +64,9 @@ class StateTable(Generic[S]):
 class StreamTables:
     records: StateTable[RecordState]
     threads: StateTable[ThreadState]
+    watch: TableT
+    """thread id -> the next first-answer step due (Reach), for the unanswered threads only: what
+    the workers' timer (streams/reach_timer.py) scans, so it never reads the threads table."""
 
     @classmethod
     def declare(cls, app: faust.App) -> StreamTables:
@@ -77,4 +81,5 @@ class StreamTables:
         return cls(
             records=StateTable(table("records"), RECORD_STATE, RecordState),
             threads=StateTable(table("threads"), THREAD_STATE, ThreadState),
+            watch=table("reach-watch"),
         )

@@ -7,6 +7,7 @@ threadlink topics apply | list      create/update the topics of the catalog
 threadlink config check             validate the config, print it with secrets masked
 threadlink dlq list | replay        what could not be processed; send it back once fixed
 threadlink backfill slack           old threads of a channel, as if they came in live
+threadlink links record | thread    which threads discuss a record, which records a thread touches
 threadlink dev kafka up|down|status local Apache Kafka for development and tests
 threadlink schemas export | check   JSON Schema + AsyncAPI files of the contract
 
@@ -77,7 +78,7 @@ def cmd_streams_run(args: argparse.Namespace) -> int:
     ctx = create_app(settings)
     wait_s = settings.streams.know.startup_wait_s
     if not ctx.read_articles(wait_s):
-        log.warning("know: not every article was read within %.0fs; early questions get fewer suggestions", wait_s)
+        log.warning("not every article and subscription was read within %.0fs; early messages get fewer", wait_s)
     worker = faust.Worker(ctx.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0
@@ -266,6 +267,28 @@ def cmd_backfill_slack(args: argparse.Namespace) -> int:
         publisher.close()
 
 
+def cmd_links(args: argparse.Namespace) -> int:
+    import json
+
+    from threadlink.links import LinksError, Query, ask, format_records, format_threads, worker_url
+
+    settings = _settings(args)
+    if args.what == "record":
+        query = Query("/links/threads", "record", args.id, args.audience)
+    else:
+        query = Query("/links/records", "thread", args.id)
+    try:
+        answer = ask(worker_url(settings, args.worker), query)
+    except LinksError as exc:
+        print(f"threadlink: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    else:
+        print("\n".join(format_threads(answer) if args.what == "record" else format_records(answer)))
+    return 0
+
+
 def cmd_sandbox_post(args: argparse.Namespace) -> int:
     from sandbox.post import post
     from threadlink.launcher import RUN_DIR
@@ -443,6 +466,40 @@ def build_parser() -> argparse.ArgumentParser:
     slack_backfill.add_argument(
         "--calls-per-minute", type=_per_minute, help="Web API calls a minute (default: rate_limits.tier3_per_minute)"
     )
+
+    ID_FORMS = {"record": "system:key", "thread": "platform:workspace:channel:thread"}
+    links = group("links", "what the links know, asked of a running streams worker")
+    for what, summary, description in (
+        (
+            "record",
+            "the threads that discuss a record (e.g. jira:ACME-1)",
+            "Its cards and the mentions still waiting for it, most recent first. --audience public\n"
+            "leaves out threads in places narrower than that audience (private channels, DMs).",
+        ),
+        (
+            "thread",
+            "the records a thread touches (e.g. slack:T1:C1:1700000000.000100)",
+            "Records named in its messages, its ticket (Escalate), the articles suggested there (Know).",
+        ),
+    ):
+        command = leaf(
+            links,
+            what,
+            summary,
+            description + "\nAny worker answers: each forwards to the one that owns the key.",
+            cmd_links,
+        )
+        command.set_defaults(what=what)
+        command.add_argument(
+            "id",
+            help=f"the {what}'s id, as on Kafka ({ID_FORMS[what]})",
+        )
+        command.add_argument("--worker", help="a streams worker's URL (default: streams.web_host/web_port)")
+        command.add_argument("--json", action="store_true", help="print the worker's JSON answer")
+        if what == "record":
+            command.add_argument("--audience", choices=["public", "internal", "restricted"], help="who will read it")
+        else:
+            command.set_defaults(audience=None)
 
     sandbox = group("sandbox", "the running sandbox demo (`make run`)")
     post = leaf(

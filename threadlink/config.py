@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from schemas.topics import TopicNames
+from schemas.visibility import Visibility
 
 CONFIG_ENV = "THREADLINK_CONFIG"
 DEFAULT_CONFIG_FILE = "threadlink.yaml"
@@ -168,6 +169,117 @@ class KnowSettings(BaseModel):
     )
 
 
+class NoticePlace(BaseModel):
+    """A channel threadlink tells about a thread, and who reads it (a thread is announced only
+    in places no wider than its own: a private channel's thread never in a public one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    platform: str = Field(description="The social connector that posts there, e.g. slack.")
+    workspace: str = Field(description="Slack team id, Matrix homeserver, ...")
+    channel: str = Field(description="Channel or room id.")
+    visibility: Visibility = Field(default="internal", description="Who can read that channel.")
+
+
+class ThreadMatch(BaseModel):
+    """Which threads a rule or an SLA tier is for: every condition given must hold (an empty
+    list holds for all)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    platforms: list[str] = Field(default_factory=list, description="Social connectors, e.g. [slack].")
+    channels: list[str] = Field(default_factory=list, max_length=1000, description="Channel or room ids.")
+    keywords: list[str] = Field(
+        default_factory=list, max_length=100, description="Any of these words or phrases (case-insensitive)."
+    )
+    records: list[str] = Field(
+        default_factory=list, description="The message names a record of one of these systems, e.g. [jira]."
+    )
+    visibility: list[Visibility] = Field(default_factory=list, description="Places of these visibilities.")
+
+
+class RoutingRule(BaseModel):
+    """When a thread's message matches, once per thread: announce it, escalate it, or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="Names the rule in logs and metrics.")
+    match: ThreadMatch = Field(default_factory=ThreadMatch)
+    notify: list[NoticePlace] = Field(default_factory=list, max_length=10, description="Channels told about it.")
+    escalate: bool = Field(default=False, description="Turn the thread into a ticket (needs streams.escalate).")
+
+    @model_validator(mode="after")
+    def _does_something(self) -> RoutingRule:
+        if not self.notify and not self.escalate:
+            raise ValueError("a rule needs an action: notify (channels) or escalate: true")
+        return self
+
+
+class SlaStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    after_s: float = Field(gt=0, le=30 * 86400, description="Seconds after the thread started without an answer.")
+    notify: list[NoticePlace] = Field(default_factory=list, max_length=10, description="The wider circle told.")
+    escalate: bool = Field(default=False, description="Turn the thread into a ticket (needs streams.escalate).")
+
+    @model_validator(mode="after")
+    def _does_something(self) -> SlaStep:
+        if not self.notify and not self.escalate:
+            raise ValueError("a step needs an action: notify (channels) or escalate: true")
+        return self
+
+
+class SlaTier(BaseModel):
+    """First-answer SLA of the threads it matches: each step, in order, widens the circle of a
+    thread nobody but its author has answered; an answer stops it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$", description="The tier (the metrics' `tier` label).")
+    match: ThreadMatch = Field(default_factory=ThreadMatch)
+    steps: list[SlaStep] = Field(min_length=1, max_length=10)
+
+    @model_validator(mode="after")
+    def _steps_in_order(self) -> SlaTier:
+        times = [step.after_s for step in self.steps]
+        if times != sorted(set(times)):
+            raise ValueError("steps must come in order of after_s, each later than the one before")
+        return self
+
+
+class ReachSettings(BaseModel):
+    """Reach: routing rules, and first-answer SLAs that widen a waiting thread's circle."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[RoutingRule] = Field(default_factory=list, max_length=100)
+    first_answer: list[SlaTier] = Field(
+        default_factory=list, max_length=20, description="SLA tiers; a thread gets the first that matches it."
+    )
+    check_interval_s: float = Field(
+        default=15, ge=0.2, le=600, description="How often each worker looks for threads past a step's time."
+    )
+    subscribe_command: str = Field(
+        default="subscribe",
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="@threadlink subscribe SUP-7 | project SUP | keyword checkout (and un<command> to stop).",
+    )
+    subscribe_reaction: str | None = Field(
+        default="bell", description="A reaction that subscribes its author to the records its message names."
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ReachSettings:
+        for what, names in (
+            ("rules", [r.name for r in self.rules]),
+            ("first_answer", [t.name for t in self.first_answer]),
+        ):
+            twice = sorted({name for name in names if names.count(name) > 1})
+            if twice:
+                raise ValueError(f"{what}: names must be unique ({', '.join(twice)} used twice)")
+        return self
+
+
 class LimitSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -202,6 +314,7 @@ class StreamSettings(BaseModel):
     follow: FollowSettings = Field(default_factory=FollowSettings)
     escalate: EscalateSettings = Field(default_factory=EscalateSettings)
     know: KnowSettings = Field(default_factory=KnowSettings)
+    reach: ReachSettings = Field(default_factory=ReachSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
 
 
@@ -303,9 +416,42 @@ def load_settings(path: str | Path | None = None) -> Settings:
         target = settings.streams.escalate.target
         if target is not None and target not in known:
             problems.append(f"{source}: streams.escalate.target: {target!r} is not a configured connector")
+        problems += _reach_problems(source, settings.streams, known)
     if problems or settings is None:
         raise ConfigError("\n".join(problems))
     return settings
+
+
+def _reach_problems(source: str, streams: StreamSettings, known: set[str]) -> list[str]:
+    problems = []
+    reach = streams.reach
+    places: list[tuple[str, NoticePlace]] = [
+        (f"rules.{i}.notify.{j}", place) for i, rule in enumerate(reach.rules) for j, place in enumerate(rule.notify)
+    ]
+    places += [
+        (f"first_answer.{i}.steps.{j}.notify.{k}", place)
+        for i, tier in enumerate(reach.first_answer)
+        for j, step in enumerate(tier.steps)
+        for k, place in enumerate(step.notify)
+    ]
+    for where, place in places:
+        if place.platform not in known:
+            problems.append(
+                f"{source}: streams.reach.{where}.platform: {place.platform!r} is not a configured connector"
+            )
+    escalating = [f"rules.{i}.escalate" for i, rule in enumerate(reach.rules) if rule.escalate]
+    escalating += [
+        f"first_answer.{i}.steps.{j}.escalate"
+        for i, tier in enumerate(reach.first_answer)
+        for j, step in enumerate(tier.steps)
+        if step.escalate
+    ]
+    if streams.escalate.target is None:
+        problems += [
+            f"{source}: streams.reach.{where}: needs streams.escalate.target (the ticketing connector)"
+            for where in escalating
+        ]
+    return problems
 
 
 def _raw_connectors(value: Any) -> dict[str, ConnectorEntry]:

@@ -75,3 +75,10 @@ SINK_RATE_WAITS = Counter(
     "Commands that waited for a rate-limit token (their lane was busy); other lanes went on.",
     ["connector"],
 )
+API_CALLS = Counter(
+    "threadlink_connector_api_requests_total",
+    "Calls to the platforms' HTTP APIs (the Slack Web API, Jira's REST API), by platform, API method and HTTP "
+    "status (transport_error: no answer came). Counted where every answer is classified "
+    "(connectors.errors.classify_response).",
+    ["platform", "method", "status"],
+)

@@ -17,6 +17,7 @@ thread (`is_card_of`) instead of posting a second one.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -123,16 +124,26 @@ def render_card(
     return card_text(record, redacted=redacted), card_blocks(record, command_id, redacted=redacted)
 
 
+#: Slack user ids (U..., W... on Enterprise Grid): nothing else may go inside a mention's brackets.
+USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
+
+
 def plain_text(text: str) -> str:
     """A message's text, escaped for mrkdwn and cut to what a section takes."""
     text = escape(text)
     return text if len(text) <= MAX_SECTION_TEXT else text[: MAX_SECTION_TEXT - 1] + "…"
 
 
-def message_block(text: str, command_id: str) -> dict[str, Any]:
+def with_mentions(text: str, mentions: list[str]) -> str:
+    """`text` after Slack's mentions of `mentions` (user ids), which notify those people."""
+    named = " ".join(f"<@{user}>" for user in mentions if USER_ID.fullmatch(user))
+    return f"{named} {text}" if named else text
+
+
+def message_block(text: str, command_id: str, mentions: list[str] | None = None) -> dict[str, Any]:
     """A short message as one tagged section (so a retry can find it, as with cards)."""
     return {
         "type": "section",
         "block_id": card_block_id(command_id),
-        "text": {"type": "mrkdwn", "text": plain_text(text)},
+        "text": {"type": "mrkdwn", "text": with_mentions(plain_text(text), mentions or [])},
     }

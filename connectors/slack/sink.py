@@ -10,7 +10,7 @@ from typing import Any
 from connectors.base import Lane, Sink
 from connectors.errors import ConnectorError, RetriableError, SkippableError
 from connectors.runtime.dedup import RecentIds
-from connectors.slack.cards import is_card_of, message_block, plain_text, render_card
+from connectors.slack.cards import is_card_of, message_block, plain_text, render_card, with_mentions
 from connectors.slack.client import SlackClient, outcome_unknown
 from connectors.slack.config import SlackRateLimits
 from connectors.slack.mapping import SlackIdentity
@@ -106,8 +106,9 @@ class SlackSink(Sink):
             text, blocks = render_card(command.record, command.command_id, redacted=command.redacted)
             return await self._post_tagged(command, command.destination, text, blocks, command.in_reply_to)
         if isinstance(command, PostMessage):
-            blocks = [message_block(command.text, command.command_id)]
-            return await self._post_tagged(command, command.destination, plain_text(command.text), blocks, None)
+            blocks = [message_block(command.text, command.command_id, command.mentions)]
+            text = with_mentions(plain_text(command.text), command.mentions)
+            return await self._post_tagged(command, command.destination, text, blocks, None)
         if isinstance(command, UpdateCard):
             channel, _ = slack_address(command.destination)
             text, blocks = render_card(command.record, redacted=command.redacted)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from sandbox.demo import SandboxIdentity, free_port, sandbox_settings, stand_ins
 from sandbox.jira_api import FakeJira
 from sandbox.slack_api import FakeSlack
-from threadlink.config import EscalateSettings, Settings
+from threadlink.config import EscalateSettings, ReachSettings, Settings
 from threadlink.launcher import ChildProcesses, start_deployment
 
 T = TypeVar("T")
@@ -63,12 +63,13 @@ def start_sandbox(
     run_dir: Path,
     *,
     escalate: dict[str, Any] | None = None,
+    reach: dict[str, Any] | None = None,
     customize: Callable[[Settings], Settings] | None = None,
     loop: LoopThread | None = None,
 ) -> SandboxDeployment:
-    """`escalate`: streams.escalate settings (off by default, as in the sandbox demo).
-    `customize`: changes the settings before the processes start (another connector, more
-    mention patterns), with `loop` the thread its stand-ins are served from."""
+    """`escalate`, `reach`: streams.escalate and streams.reach settings (off by default, as in
+    the sandbox demo). `customize`: changes the settings before the processes start (another
+    connector, more mention patterns), with `loop` the thread its stand-ins are served from."""
     loop = loop or LoopThread()
     ident = SandboxIdentity()
     port = free_port(18787)
@@ -84,6 +85,7 @@ def start_sandbox(
                     "state_dir": str(run_dir / "streams"),
                     "web_port": free_port(16066),
                     **({"escalate": EscalateSettings(**escalate)} if escalate else {}),
+                    **({"reach": ReachSettings(**reach)} if reach else {}),
                 }
             )
         }

@@ -3,6 +3,8 @@ for every connector (Slack adds its own answers on top, in its client)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import httpx
 import pytest
 
@@ -83,3 +85,24 @@ def test_a_transport_error_keeps_whether_the_request_could_have_left(kind: type[
 def test_an_answer_was_sent() -> None:
     assert _answered(503).sent is True
     assert isinstance(_answered(404), NotFoundError)
+
+
+def _api_calls(platform: str, method: str, status: str) -> float:
+    from prometheus_client import REGISTRY
+
+    labels = {"platform": platform, "method": method, "status": status}
+    return REGISTRY.get_sample_value("threadlink_connector_api_requests_total", labels) or 0.0
+
+
+@pytest.mark.parametrize("status", [200, 204, 401, 404, 429, 503])
+def test_every_classified_answer_is_counted_by_platform_method_and_status(status: int) -> None:
+    before = _api_calls("metricsplatform", "chat.postMessage", str(status))
+    with contextlib.suppress(ConnectorError):
+        classify_response(httpx.Response(status), what="metricsplatform chat.postMessage")
+    assert _api_calls("metricsplatform", "chat.postMessage", str(status)) == before + 1
+
+
+def test_a_call_without_an_answer_is_counted_as_a_transport_error() -> None:
+    before = _api_calls("platform", "POST", "transport_error")
+    _transport(httpx.ReadTimeout)
+    assert _api_calls("platform", "POST", "transport_error") == before + 1

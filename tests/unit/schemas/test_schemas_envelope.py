@@ -41,7 +41,17 @@ from schemas.records import (
     RecordRef,
     TicketRecord,
 )
-from schemas.social import Author, ChannelRef, SocialEvent, SocialMessage, SocialReaction, ThreadRef, UserRef
+from schemas.social import (
+    Author,
+    ChannelRef,
+    SocialEvent,
+    SocialMessage,
+    SocialReaction,
+    ThreadRef,
+    ThreadTimer,
+    UserRef,
+)
+from schemas.subscriptions import Subscription
 from schemas.trace import new_traceparent, trace_id
 
 pytestmark = pytest.mark.unit
@@ -163,6 +173,12 @@ def example_events() -> list[Envelope[Any]]:
     return [
         wrap(SocialEvent, message, events.SOCIAL_MESSAGE.format(action="posted")),
         wrap(SocialEvent, reaction, events.SOCIAL_REACTION.format(action="added")),
+        wrap(SocialEvent, ThreadTimer(thread=THREAD, step=0, due_at=AT), events.SOCIAL_TIMER),
+        wrap(
+            Subscription,
+            Subscription(platform="slack", workspace="T1", user_id="U0001", about="project", value="PROJ"),
+            events.SUBSCRIPTION.format(action="added"),
+        ),
         wrap(RecordEvent, TICKET, events.RECORD_UPSERTED.format(kind="ticket")),
         wrap(RecordEvent, article, events.RECORD_UPSERTED.format(kind="article")),
         wrap(RecordEvent, order, events.RECORD_UPSERTED.format(kind="production_order")),

@@ -90,3 +90,42 @@ def test_mention_key_template_must_name_groups_of_its_regex(tmp_path: Path) -> N
     bad = GOOD + "streams:\n  mention_patterns:\n    - {system: jira, regex: '(?P<n>[0-9]+)', key: 'X-{number}'}\n"
     with pytest.raises(ConfigError, match=r"streams.mention_patterns.0: .*'number' which is not a named group"):
         load_settings(write(tmp_path, bad))
+
+
+REACH = """
+streams:
+  reach:
+    rules:
+      - name: outage
+        match: {keywords: [outage]}
+        notify: [{platform: slack, workspace: T1, channel: CLEADS}]
+      - name: silent
+        match: {channels: [C1]}
+    first_answer:
+      - name: gold
+        match: {channels: [CSUP]}
+        steps:
+          - {after_s: 3600, notify: [{platform: matrix, workspace: hs, channel: "!r:hs"}]}
+          - {after_s: 900, escalate: true}
+"""
+
+
+def test_reach_rules_and_tiers_report_every_problem_with_its_place(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, GOOD + REACH))
+    message = str(info.value)
+    assert "streams.reach.rules.1: a rule needs an action: notify (channels) or escalate: true" in message
+    assert "streams.reach.first_answer.0: steps must come in order of after_s" in message
+    fixed = REACH.replace("      - name: silent\n        match: {channels: [C1]}\n", "").replace(
+        "after_s: 900, escalate", "after_s: 7200, escalate"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, GOOD + fixed))
+    message = str(info.value)
+    assert "streams.reach.first_answer.0.steps.0.notify.0.platform: 'matrix' is not a configured connector" in message
+    assert "streams.reach.first_answer.0.steps.1.escalate: needs streams.escalate.target" in message
+    good = fixed.replace(
+        'platform: matrix, workspace: hs, channel: "!r:hs"', "platform: slack, workspace: T1, channel: CALL"
+    )
+    settings = load_settings(write(tmp_path, GOOD + good + "  escalate: {target: jira}\n"))
+    assert [step.after_s for step in settings.streams.reach.first_answer[0].steps] == [3600, 7200]

@@ -10,6 +10,7 @@ from connectors.base import ConnectorPlugin
 PLUGINS: dict[str, str] = {
     "slack": "connectors.slack.connector",
     "jira": "connectors.jira.connector",
+    "github": "connectors.github.connector",
     "mqtt": "connectors.mqtt.connector",
 }
 

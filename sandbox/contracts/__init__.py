@@ -27,6 +27,6 @@ def spec_file(relative: str) -> Path:
     if not path.is_file():
         raise SpecsMissing(
             f"vendor spec {relative!r} not found in {specs_dir()}: set {SPECS_ENV} to the folder "
-            "that holds slack/, jira/ and matrix/ (CI uses ../shared/specs)"
+            "that holds slack/, jira/, github/ and matrix/ (CI uses ../shared/specs)"
         )
     return path

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -64,10 +64,13 @@ def start_sandbox(
     *,
     escalate: dict[str, Any] | None = None,
     reach: dict[str, Any] | None = None,
+    customize: Callable[[Settings], Settings] | None = None,
+    loop: LoopThread | None = None,
 ) -> SandboxDeployment:
     """`escalate`, `reach`: streams.escalate and streams.reach settings (off by default, as in
-    the sandbox demo)."""
-    loop = LoopThread()
+    the sandbox demo). `customize`: changes the settings before the processes start (another
+    connector, more mention patterns), with `loop` the thread its stand-ins are served from."""
+    loop = loop or LoopThread()
     ident = SandboxIdentity()
     port = free_port(18787)
     slack, jira = stand_ins(ident, port)
@@ -87,6 +90,8 @@ def start_sandbox(
             )
         }
     )
+    if customize is not None:
+        settings = customize(settings)
     children = start_deployment(settings, run_dir)
     return SandboxDeployment(loop, slack, jira, ident, settings, children, slack.events_url or "")
 

@@ -11,7 +11,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from connectors.base import ConnectorContext, ConnectorParts, WebhookRequest, WebhookSource
+from sandbox.contracts.github import github_contract
 from sandbox.contracts.jira import jira_contract
+from sandbox.github_api import FakeGitHub
 from sandbox.jira_api import FakeJira
 from sandbox.slack_api import FakeSlack
 from sandbox.slack_api import sign as slack_sign
@@ -218,6 +220,89 @@ class JiraHarness(ConnectorHarness):
         )
 
 
+class GitHubHarness(ConnectorHarness):
+    """Repository webhooks in (`X-Hub-Signature-256`), REST out (AddComment: one POST .../comments)."""
+
+    kind: ClassVar[str] = "github"
+    signature_headers = ("X-Hub-Signature-256",)
+
+    TOKEN = "github_pat_conformance_not_real_0123456789"
+    WEBHOOK_SECRET = "github-conformance-webhook-secret"
+    REPO = "acme/shop"
+
+    async def start_stand_in(self) -> FakeGitHub:
+        fake = FakeGitHub(token=self.TOKEN, webhook_secret=self.WEBHOOK_SECRET, contract=github_contract())
+        await fake.start()
+        fake.add_repo(self.REPO, private=True)
+        return fake
+
+    def config(self, stand_in: FakeGitHub) -> Mapping[str, Any]:
+        return {"api_url": stand_in.url, "token": self.TOKEN, "webhook_secret": self.WEBHOOK_SECRET}
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.TOKEN, self.WEBHOOK_SECRET)
+
+    async def _issue(self, stand_in: FakeGitHub) -> None:
+        if stand_in.issue(self.REPO, 1) is None:
+            await stand_in.put_issue(self.REPO, "Checkout is down", assignee="ada", labels=["bug"])
+
+    async def sample_webhook(self, stand_in: FakeGitHub) -> WebhookRequest:
+        await self._issue(stand_in)
+        body, headers = stand_in.signed("issues", stand_in.issue_event("opened", self.REPO, 1))
+        return WebhookRequest(headers=headers, body=body)
+
+    def sign(
+        self, body: bytes, *, headers: Mapping[str, str] | None = None, secret: str | None = None
+    ) -> WebhookRequest:
+        digest = hmac.new((secret or self.WEBHOOK_SECRET).encode(), body, hashlib.sha256).hexdigest()
+        kept = {"X-GitHub-Event": "issues", **_without(headers, self.signature_headers)}
+        return WebhookRequest(headers={**kept, "X-Hub-Signature-256": f"sha256={digest}"}, body=body)
+
+    def redelivery(self, request: WebhookRequest) -> WebhookRequest:
+        # A redelivery (from the webhook's Recent Deliveries, or the API) keeps X-GitHub-Delivery.
+        return self.sign(request.body, headers=request.headers)
+
+    def malformed_bodies(self) -> dict[str, bytes]:
+        return {
+            **super().malformed_bodies(),
+            "issues-without-action": json.dumps(
+                {"issue": {"number": 1}, "repository": {"full_name": self.REPO}}
+            ).encode(),
+            "issues-without-repository": json.dumps({"action": "opened", "issue": {"number": 1}}).encode(),
+            "issues-without-issue-number": json.dumps(
+                {"action": "opened", "issue": {"title": "x"}, "repository": {"full_name": self.REPO}}
+            ).encode(),
+        }
+
+    async def sample_command(self, stand_in: FakeGitHub, ctx: ConnectorContext) -> Command:
+        await self._issue(stand_in)
+        thread = ThreadRef(platform="slack", workspace="T0001", channel="C0CONFORM01", thread_id="1700000000.000100")
+        key = f"{self.REPO}#1"
+        return AddComment(
+            command_id=command_id_for("add_comment", key, thread.id),
+            target=ctx.name,
+            record=RecordRef(system=ctx.name, key=key),
+            thread=thread,
+            body="Discussed in a Slack thread",
+            permalink="https://acme.slack.com/archives/C0CONFORM01/p1700000000000100",
+        )
+
+    def fail_next_call(self, stand_in: FakeGitHub, status: int, *, retry_after: float | None = None) -> None:
+        stand_in.fail_next(
+            status, retry_after=retry_after, path_prefix=f"/repos/{self.REPO}/issues/1/comments", method="POST"
+        )
+
+    def unsupported_command(self, ctx: ConnectorContext) -> Command:
+        thread = ThreadRef(platform="slack", workspace="T0001", channel="C0CONFORM01", thread_id="1700000000.000100")
+        return PostCard(
+            command_id="post_card-conformance",
+            target=ctx.name,
+            destination=thread,
+            record=TicketRecord(ref=RecordRef(system=ctx.name, key=f"{self.REPO}#1"), title="Checkout is down"),
+            in_reply_to=thread.thread_id,
+        )
+
+
 class _NoStandIn:
     """MQTT has no webhook and no sink, so no HTTP stand-in: the suite's checks are skipped for it.
     Its stream source is tested against a real Mosquitto in tests/integration/test_mqtt_source.py."""
@@ -267,4 +352,4 @@ class MqttHarness(ConnectorHarness):
 
 
 #: Every connector's harness; the suite fails when a registered connector has none.
-HARNESSES: tuple[ConnectorHarness, ...] = (SlackHarness(), JiraHarness(), MqttHarness())
+HARNESSES: tuple[ConnectorHarness, ...] = (SlackHarness(), JiraHarness(), GitHubHarness(), MqttHarness())

@@ -115,7 +115,7 @@ class FakeMatrix:
         content: dict[str, Any] = {"msgtype": "m.text", "body": body}
         if relates_to is not None:
             content["m.relates_to"] = relates_to
-        return self._store(room, sender, "m.room.message", content)
+        return self.post_event(room, sender, "m.room.message", content)
 
     def transaction(self, events: list[dict[str, Any]]) -> tuple[str, bytes]:
         """(txnId, body) of the transaction the homeserver would PUT to the service; the body is
@@ -140,7 +140,8 @@ class FakeMatrix:
 
     # -- the API ---------------------------------------------------------------------------
 
-    def _store(self, room: Room, sender: str, kind: str, content: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    def post_event(self, room: Room, sender: str, kind: str, content: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        """Store an event in the room's timeline as the homeserver would (`extra`: `state_key`, ...)."""
         event = {
             "type": kind,
             "room_id": room.room_id,
@@ -199,7 +200,7 @@ class FakeMatrix:
             return room
         key = (self._as_token, request.match_info["txnId"])
         if key not in self._txns:
-            event = self._store(room, self.bot, request.match_info["eventType"], await request.json())
+            event = self.post_event(room, self.bot, request.match_info["eventType"], await request.json())
             self._txns[key] = event["event_id"]
         return web.json_response({"event_id": self._txns[key]})
 
@@ -213,7 +214,7 @@ class FakeMatrix:
         key = (self._as_token, request.match_info["txnId"])
         if key not in self._txns:
             body = await request.json()
-            event = self._store(room, self.bot, "m.room.redaction", body, redacts=target)
+            event = self.post_event(room, self.bot, "m.room.redaction", body, redacts=target)
             self._txns[key] = event["event_id"]
         return web.json_response({"event_id": self._txns[key]})
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from sandbox.demo import SandboxIdentity, free_port, sandbox_settings, stand_ins
 from sandbox.jira_api import FakeJira
 from sandbox.slack_api import FakeSlack
-from threadlink.config import EscalateSettings, Settings
+from threadlink.config import ConnectorEntry, EscalateSettings, Settings
 from threadlink.launcher import ChildProcesses, start_deployment
 
 T = TypeVar("T")
@@ -58,17 +58,27 @@ class SandboxDeployment:
 
 
 def start_sandbox(
-    kafka_bootstrap: str, namespace: str, run_dir: Path, *, escalate: dict[str, Any] | None = None
+    kafka_bootstrap: str,
+    namespace: str,
+    run_dir: Path,
+    *,
+    escalate: dict[str, Any] | None = None,
+    port: int | None = None,
+    connectors: dict[str, dict[str, Any]] | None = None,
 ) -> SandboxDeployment:
-    """`escalate`: streams.escalate settings (off by default, as in the sandbox demo)."""
+    """`escalate`: streams.escalate settings (off by default, as in the sandbox demo). `port`:
+    where the connectors serve webhooks (a homeserver's registration names a fixed one);
+    `connectors`: more connector entries next to the sandbox's Slack and Jira (e.g. Matrix)."""
     loop = LoopThread()
     ident = SandboxIdentity()
-    port = free_port(18787)
+    port = port or free_port(18787)
     slack, jira = stand_ins(ident, port)
     loop.run(slack.start())
     loop.run(jira.start())
     base = Settings(kafka={"bootstrap_servers": kafka_bootstrap})
     settings = sandbox_settings(base, ident, slack.url, jira.url, port, namespace)
+    for name, entry in (connectors or {}).items():
+        settings.connectors[name] = ConnectorEntry.model_validate(entry)
     settings = settings.model_copy(
         update={
             "streams": settings.streams.model_copy(

@@ -12,11 +12,12 @@ class MatrixConfig(BaseModel):
           matrix:
             homeserver_url: https://matrix.example.org
             server_name: example.org
+            url: https://threadlink.example.org/webhooks/matrix
             as_token: ${MATRIX_AS_TOKEN}
             hs_token: ${MATRIX_HS_TOKEN}
 
-    `threadlink matrix registration` writes the registration file with fresh tokens; the
-    homeserver loads it (Synapse: `app_service_config_files`) and PUTs transactions to
+    `threadlink matrix registration` prints the registration file made from these (the same
+    tokens on both sides); the homeserver loads it (Synapse: `app_service_config_files`) and PUTs transactions to
     `/webhooks/<connector name>/_matrix/app/v1/transactions/{txnId}`.
     """
 
@@ -40,8 +41,8 @@ class MatrixConfig(BaseModel):
     messages_per_room_per_s: float = Field(
         default=1.0,
         gt=0,
-        description="Sends (cards, edits, redactions) per room per second, on average: a homeserver limits "
-        "each sender (Synapse: rc_message) unless the registration says `rate_limited: false`.",
+        description="Sends (cards, edits, redactions) per room per second, on average. Synapse does not "
+        "limit an application service's own user, but other homeservers or a proxy in front may (429).",
     )
     room_burst: int = Field(default=5, ge=1, description="Sends a room may have at once before the average holds.")
     max_concurrency: int = Field(default=16, ge=1, le=256, description="Client-server API calls in flight at once.")

@@ -1,5 +1,5 @@
 """A stand-in Matrix homeserver for tests: the client-server API calls threadlink's application
-service makes (send, redact, room state), and the transactions a homeserver sends it.
+service makes (whoami, send, redact, room state), and the transactions a homeserver sends it.
 
 Every request is recorded (`requests`) and checked against the Matrix spec's OpenAPI files and
 event schemas (sandbox/contracts/matrix.py), and so is every answer and every transaction it
@@ -51,6 +51,7 @@ class _Failure:
     status: int
     retry_after: float | None
     errcode: str | None
+    path_contains: str | None
 
 
 class FakeMatrix:
@@ -87,6 +88,7 @@ class FakeMatrix:
         app.router.add_put(base + "/redact/{eventId}/{txnId}", self._redact)
         app.router.add_get(base + "/state/{eventType}/", self._state)
         app.router.add_get(base + "/state/{eventType}", self._state)
+        app.router.add_get("/_matrix/client/v3/account/whoami", self._whoami)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
@@ -125,10 +127,18 @@ class FakeMatrix:
         self.violations += self._contract.check_request("PUT", f"/_matrix/app/v1/transactions/{txn_id}", body)
         return txn_id, json.dumps(body).encode()
 
-    def fail_next(self, status: int, *, retry_after: float | None = None, errcode: str | None = None) -> None:
-        """Answer the next client-server call with `status` (the errcode Synapse gives for it,
-        `Retry-After` and, for a 429, `retry_after_ms`) instead of serving it."""
-        self._failures.append(_Failure(status, retry_after, errcode or _ERRCODES.get(status)))
+    def fail_next(
+        self,
+        status: int,
+        *,
+        retry_after: float | None = None,
+        errcode: str | None = None,
+        path_contains: str | None = None,
+    ) -> None:
+        """Answer the next client-server call (whose path contains `path_contains`, e.g. "/send/")
+        with `status` (the errcode Synapse gives for it, `Retry-After` and, for a 429,
+        `retry_after_ms`) instead of serving it."""
+        self._failures.append(_Failure(status, retry_after, errcode or _ERRCODES.get(status), path_contains))
 
     def sent(self, room: Room, event_type: str = "m.room.message") -> list[dict[str, Any]]:
         """What threadlink's user sent into the room, oldest first."""
@@ -167,8 +177,9 @@ class FakeMatrix:
         authenticated = request.headers.get("Authorization") == f"Bearer {self._as_token}"
         self.requests.append(RecordedRequest(request.method, request.path, body, authenticated))
         self.violations += self._contract.check_request(request.method, request.path, body)
-        if self._failures:
-            failure = self._failures.pop(0)
+        failure = next((f for f in self._failures if f.path_contains is None or f.path_contains in request.path), None)
+        if failure is not None:
+            self._failures.remove(failure)
             answer = self._error(failure.status, failure.errcode, retry_after=failure.retry_after)
         elif not authenticated:
             answer = self._error(401, "M_UNKNOWN_TOKEN")
@@ -187,6 +198,9 @@ class FakeMatrix:
             if status == 429:
                 body["retry_after_ms"] = int(retry_after * 1000)
         return web.json_response(body, status=status, headers=headers)
+
+    async def _whoami(self, request: web.Request) -> web.Response:
+        return web.json_response({"user_id": self.bot, "is_guest": False})
 
     def _room(self, request: web.Request) -> Room | web.Response:
         room = self.rooms.get(request.match_info["roomId"])

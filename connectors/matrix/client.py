@@ -163,6 +163,14 @@ class MatrixClient:
             raise FatalError(f"matrix send {event_type}: the homeserver answered without an event_id", status=200)
         return event_id
 
+    async def whoami(self) -> str:
+        """GET /account/whoami: the user the as_token acts as."""
+        answer = await self._call("GET", "/_matrix/client/v3/account/whoami", "matrix whoami")
+        user_id = answer.get("user_id")
+        if not isinstance(user_id, str):
+            raise FatalError("matrix whoami: the homeserver answered without a user_id", status=200)
+        return user_id
+
     async def redact(self, room_id: str, event_id: str, txn_id: str, reason: str | None = None) -> str | None:
         """PUT /rooms/{roomId}/redact/{eventId}/{txnId}: the redaction's event id."""
         path = f"/_matrix/client/v3/rooms/{_q(room_id)}/redact/{_q(event_id)}/{_q(txn_id)}"

@@ -17,7 +17,12 @@ def build(config: Any, ctx: ConnectorContext) -> ConnectorParts:
     if not isinstance(config, MatrixConfig):
         config = MatrixConfig.model_validate(config)
     client = MatrixClient(config)
-    sink = MatrixSink(client, per_room_per_s=config.messages_per_room_per_s, room_burst=config.room_burst)
+    sink = MatrixSink(
+        client,
+        bot_user_id=config.bot_user_id,
+        per_room_per_s=config.messages_per_room_per_s,
+        room_burst=config.room_burst,
+    )
     sink.max_concurrency = config.max_concurrency
     return ConnectorParts(webhooks=[MatrixTransactionsSource(config, ctx, client=client)], sink=sink)
 

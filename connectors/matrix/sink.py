@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 
 from connectors.base import Lane, Sink
-from connectors.errors import NotFoundError, SkippableError
+from connectors.errors import FatalError, NotFoundError, RetriableError, SkippableError
 from connectors.matrix.cards import as_edit, card_content, in_thread, message_content
 from connectors.matrix.client import MatrixClient, transaction_id
 from schemas.commands import Command, DeleteCard, PostCard, PostMessage, UpdateCard
@@ -45,8 +45,16 @@ class MatrixSink(Sink):
     own id (not the edit's), since every later edit and the redaction must name the original.
     """
 
-    def __init__(self, client: MatrixClient, *, per_room_per_s: float = 1.0, room_burst: int = 5) -> None:
+    def __init__(
+        self,
+        client: MatrixClient,
+        *,
+        bot_user_id: str | None = None,
+        per_room_per_s: float = 1.0,
+        room_burst: int = 5,
+    ) -> None:
         self._client = client
+        self._bot_user_id = bot_user_id
         self._per_room_per_s = per_room_per_s
         self._room_burst = room_burst
 
@@ -56,6 +64,23 @@ class MatrixSink(Sink):
         if destination is None or isinstance(destination, UserRef):
             return []
         return [Lane(f"room:{destination.channel}", self._per_room_per_s, self._room_burst)]
+
+    async def start(self) -> None:
+        """Ask the homeserver whom the as_token acts as (whoami). A refused token stops the
+        process here (AuthError), before the first command. A user other than the configured
+        one (`sender_localpart`, `server_name`) is refused too: the source would not know
+        threadlink's own cards and could answer them. A homeserver that is down is only logged:
+        the commands wait and retry."""
+        try:
+            user_id = await self._client.whoami()
+        except RetriableError as exc:
+            log.warning("matrix: could not ask the homeserver who the as_token is (%s); going on", exc)
+            return
+        if self._bot_user_id is not None and user_id != self._bot_user_id:
+            raise FatalError(
+                f"matrix: the as_token acts as {user_id}, but the config makes threadlink {self._bot_user_id}: "
+                "set sender_localpart and server_name to match the registration"
+            )
 
     async def stop(self) -> None:
         await self._client.aclose()

@@ -38,6 +38,7 @@ FILES = {
     "matrix/api/client-server/room_state.yaml": "/_matrix/client/v3",
     "matrix/api/client-server/rooms.yaml": "/_matrix/client/v3",
     "matrix/api/client-server/joining.yaml": "/_matrix/client/v3",
+    "matrix/api/client-server/whoami.yaml": "/_matrix/client/v3",
     "matrix/api/application-service/transactions.yaml": "/_matrix/app/v1",
 }
 _METHODS = ("get", "put", "post", "delete")

@@ -54,7 +54,7 @@ async def test_rate_limits_are_waited_out_and_a_room_not_joined_is_dead_lettered
     limited, refused = _card(fake, joined), _card(fake, elsewhere)
     for envelope in (limited, refused):  # one key: in this order
         await publisher.publish(sink_topics.commands("echo"), "k", envelope)
-    fake.fail_next(429, retry_after=0.3)
+    fake.fail_next(429, retry_after=0.3, path_contains="/send/")
     config = MatrixConfig(homeserver_url=fake.url, server_name="localhost", as_token=AS_TOKEN, hs_token="hs")
     sink = MatrixSink(MatrixClient(config), per_room_per_s=50, room_burst=5)
     runner = SinkRunner(

@@ -343,7 +343,7 @@ class MatrixHarness(ConnectorHarness):
         )
 
     def fail_next_call(self, stand_in: FakeMatrix, status: int, *, retry_after: float | None = None) -> None:
-        stand_in.fail_next(status, retry_after=retry_after)
+        stand_in.fail_next(status, retry_after=retry_after, path_contains="/send/")
 
     def expected_error(self, status: int, default: type[ConnectorError]) -> type[ConnectorError]:
         # 403 M_FORBIDDEN is about the room (not joined, no power there), not the credential: that

@@ -9,7 +9,14 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from connectors.errors import AuthError, BackpressureError, NotFoundError, RetriableError, SkippableError
+from connectors.errors import (
+    AuthError,
+    BackpressureError,
+    FatalError,
+    NotFoundError,
+    RetriableError,
+    SkippableError,
+)
 from connectors.matrix.client import MatrixClient, NotPermitted, raise_for_matrix, transaction_id
 from connectors.matrix.config import MatrixConfig
 from connectors.matrix.sink import MatrixSink
@@ -251,3 +258,23 @@ def test_posts_share_their_rooms_lane() -> None:
     thread = ThreadRef(platform="matrix", workspace="x", channel="!r:x", thread_id="$root")
     (lane,) = sink.lanes(_post(thread, "$root"))
     assert lane.name == "room:!r:x"
+
+
+async def test_start_refuses_an_as_token_of_another_user_than_the_configured_one(fake: FakeMatrix) -> None:
+    config = MatrixConfig(homeserver_url=fake.url, server_name="other.org", as_token=AS_TOKEN, hs_token="hs")
+    mismatched = MatrixSink(MatrixClient(config), bot_user_id=config.bot_user_id)
+    try:
+        with pytest.raises(FatalError, match="acts as @threadlink:localhost, but the config makes threadlink "):
+            await mismatched.start()
+        matching = MatrixSink(MatrixClient(config), bot_user_id=fake.bot)
+        await matching.start()
+        await matching.stop()
+    finally:
+        await mismatched.stop()
+
+
+async def test_start_goes_on_while_the_homeserver_is_down() -> None:
+    config = MatrixConfig(homeserver_url="http://127.0.0.1:9", server_name="localhost", as_token="a", hs_token="h")
+    sink = MatrixSink(MatrixClient(config), bot_user_id=config.bot_user_id)
+    await sink.start()  # logged; commands retry later
+    await sink.stop()

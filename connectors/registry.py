@@ -12,6 +12,7 @@ PLUGINS: dict[str, str] = {
     "jira": "connectors.jira.connector",
     "github": "connectors.github.connector",
     "mqtt": "connectors.mqtt.connector",
+    "matrix": "connectors.matrix.connector",
 }
 
 

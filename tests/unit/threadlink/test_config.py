@@ -51,7 +51,9 @@ def test_unknown_connector_type_and_bad_pattern(tmp_path: Path) -> None:
     bad = GOOD + "  teams:\n    token: x\nstreams:\n  mention_patterns:\n    - {system: jira, regex: '[A-Z'}\n"
     with pytest.raises(ConfigError) as info:
         load_settings(write(tmp_path, bad))
-    assert "connectors.teams.type: unknown connector type 'teams'; known: github, jira, mqtt, slack" in str(info.value)
+    assert "connectors.teams.type: unknown connector type 'teams'; known: github, jira, matrix, mqtt, slack" in str(
+        info.value
+    )
 
 
 def test_bad_pattern_is_reported(tmp_path: Path) -> None:

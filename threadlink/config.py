@@ -149,6 +149,11 @@ class EscalateSettings(BaseModel):
     transcript_messages: int = Field(
         default=20, ge=1, le=100, description="The thread's last messages the ticket's description quotes."
     )
+    acknowledge: str | None = Field(
+        default="eyes",
+        pattern=r"^[a-z0-9_+-]{1,50}$",
+        description="A reaction threadlink adds to the message that asked for a ticket (null: none).",
+    )
 
 
 class KnowSettings(BaseModel):

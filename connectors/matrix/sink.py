@@ -10,7 +10,7 @@ from connectors.base import Lane, Sink
 from connectors.errors import FatalError, NotFoundError, RetriableError, SkippableError
 from connectors.matrix.cards import as_edit, card_content, in_thread, message_content
 from connectors.matrix.client import MatrixClient, transaction_id
-from schemas.commands import Command, DeleteCard, PostCard, PostMessage, UpdateCard
+from schemas.commands import AddReaction, Command, DeleteCard, PostCard, PostMessage, UpdateCard
 from schemas.envelope import Envelope
 from schemas.outcomes import Effect
 from schemas.social import Place, ThreadRef, UserRef
@@ -25,6 +25,17 @@ def matrix_room(destination: Place) -> tuple[str, str | None]:
     if isinstance(destination, ThreadRef):
         return destination.channel, destination.thread_id
     return destination.channel, None
+
+
+#: Matrix annotates with the emoji itself; commands name reactions as Slack does.
+REACTION_KEYS = {
+    "eyes": "👀",
+    "white_check_mark": "✅",
+    "ticket": "🎫",
+    "bell": "🔔",
+    "thumbsup": "👍",
+    "+1": "👍",
+}
 
 
 class MatrixSink(Sink):
@@ -110,4 +121,12 @@ class MatrixSink(Sink):
             except NotFoundError:
                 return Effect(message_id=command.card_message_id, skipped="the card was already gone")
             return Effect(message_id=command.card_message_id)
+        if isinstance(command, AddReaction):
+            emoji = REACTION_KEYS.get(command.reaction)
+            if emoji is None:
+                raise SkippableError(f"matrix: no emoji known for the reaction {command.reaction!r}")
+            room, _ = matrix_room(command.destination)
+            relation = {"rel_type": "m.annotation", "event_id": command.message_id, "key": emoji}
+            event_id = await self._client.send_event(room, "m.reaction", txn, {"m.relates_to": relation})
+            return Effect(message_id=event_id)
         raise SkippableError(f"matrix cannot {command.kind}")

@@ -22,7 +22,7 @@ from connectors.matrix.config import MatrixConfig
 from connectors.matrix.sink import MatrixSink
 from sandbox.matrix_api import FakeMatrix, Room
 from schemas import events
-from schemas.commands import Command, DeleteCard, PostCard, PostMessage, UpdateCard, command_id_for
+from schemas.commands import AddReaction, Command, DeleteCard, PostCard, PostMessage, UpdateCard, command_id_for
 from schemas.envelope import Envelope
 from schemas.records import RecordRef, TicketRecord
 from schemas.social import ThreadRef, UserRef
@@ -278,3 +278,25 @@ async def test_start_goes_on_while_the_homeserver_is_down() -> None:
     sink = MatrixSink(MatrixClient(config), bot_user_id=config.bot_user_id)
     await sink.start()  # logged; commands retry later
     await sink.stop()
+
+
+async def test_a_reaction_is_an_annotation_with_the_emoji_once_and_an_unknown_name_is_skippable(
+    fake: FakeMatrix, sink: MatrixSink
+) -> None:
+    room, thread, root = _thread(fake)
+
+    def react(name: str) -> AddReaction:
+        return AddReaction(
+            command_id=command_id_for("add_reaction", thread.id, root, name),
+            target="matrix",
+            destination=thread,
+            message_id=root,
+            reaction=name,
+        )
+
+    first = await _run(sink, react("eyes"))
+    assert await _run(sink, react("eyes")) == first, "a retry is the same transaction"
+    (annotation,) = fake.sent(room, "m.reaction")
+    assert annotation["content"]["m.relates_to"] == {"rel_type": "m.annotation", "event_id": root, "key": "👀"}
+    with pytest.raises(SkippableError, match="no emoji known"):
+        await _run(sink, react("party_parrot"))

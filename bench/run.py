@@ -33,7 +33,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import broker, faust_plain, know, latency, linkflow, report, sinks, tables, webhook_memory, workload
+from bench import broker, faust_plain, know, latency, linkflow, mqtt, report, sinks, tables, webhook_memory, workload
 from bench.budget import Budget, RunAborted, StepTimeout
 from bench.context import REPO, RunContext
 from bench.kafkaio import Admin
@@ -41,7 +41,7 @@ from bench.kafkaio import Admin
 NOT_REACHED = {"not_measured": "the run stopped before this step ended"}
 MIN_STEP_S = 15.0
 """A step is not started with less of the run's budget left than this."""
-GROUPS = ("broker", "plain", "tables", "link", "sinks", "latency", "webhook-memory", "know")
+GROUPS = ("broker", "plain", "tables", "link", "sinks", "latency", "webhook-memory", "know", "mqtt")
 """What `--only` picks from (every group by default)."""
 
 
@@ -71,6 +71,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ("--hot-commands", 10, "commands into the one hot channel, with Slack's per-channel limit on"),
         ("--other-commands", 2, "commands into each of the other 199 channels"),
         ("--ledger-entries", 1_000_000, "ledger entries a sink starts on"),
+        ("--mqtt-messages", 20_000, "MQTT status messages drained by a bare subscriber and by the source"),
     ):
         parser.add_argument(flag, type=int, default=default, help=f"{what} (default: %(default)s)")
     parser.add_argument(
@@ -167,6 +168,7 @@ class Runner:
             latency=dict(NOT_REACHED),
             webhook_memory=dict(NOT_REACHED),
             know=dict(NOT_REACHED),
+            mqtt=dict(NOT_REACHED),
         )
         only = args.only
         skipped = {"not_measured": f"not run (--only {','.join(sorted(only))})"}
@@ -179,6 +181,7 @@ class Runner:
             ("latency", "latency"),
             ("webhook-memory", "webhook_memory"),
             ("know", "know"),
+            ("mqtt", "mqtt"),
         ):
             if group not in only:
                 # Said as such in results.md; sizes of a table step not run have no row.
@@ -230,6 +233,8 @@ class Runner:
             )
         if "know" in only:
             figures["know"] = self.step("Know: suggestions on the labelled set", partial(know.measure, ctx))
+        if "mqtt" in only:
+            figures["mqtt"] = self.step("MQTT source into Kafka", partial(mqtt.measure, ctx, args.mqtt_messages))
         if "sinks" in only:  # last: the longest of the sink steps, and the one a short budget can spare
             figures["sinks"]["ledger_restart"] = self.step(
                 f"Slack sink: start on a ledger of {args.ledger_entries:,}",

@@ -102,7 +102,14 @@ def header_value(headers: Mapping[str, str], name: str) -> str | None:
 
 
 class Unauthorized(Exception):
-    """A webhook request failed verification: answered 401, nothing is published."""
+    """A webhook request failed verification: answered `status` (401 unless the platform's
+    protocol says otherwise, e.g. a Matrix homeserver's wrong hs_token is a 403) with `body`
+    (default `{"error": "unauthorized"}`), and nothing is published."""
+
+    def __init__(self, message: str, *, status: int = 401, body: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
 
 
 @dataclass(frozen=True)
@@ -159,7 +166,7 @@ class WebhookSource(ABC):
 
     What the runtime guarantees, in one place for every route (connectors/runtime/webhooks.py):
     `verify` runs on the raw body before anything parses it; a body over the limit is a 413 and
-    a stalled one a 408 before `verify` is called; `Unauthorized` is a 401;
+    a stalled one a 408 before `verify` is called; `Unauthorized` is a 401 (or its `status`);
     `SkippableError` (`InvalidPayload` from connectors.runtime.payloads among them) and
     pydantic's `ValidationError` are a 400; a `RetriableError` (`PublishError`: the broker did
     not acknowledge) is a 503 with `Retry-After`, so the platform redelivers; any other

@@ -10,7 +10,9 @@ from connectors.base import ConnectorPlugin
 PLUGINS: dict[str, str] = {
     "slack": "connectors.slack.connector",
     "jira": "connectors.jira.connector",
+    "github": "connectors.github.connector",
     "mqtt": "connectors.mqtt.connector",
+    "matrix": "connectors.matrix.connector",
     "opcua": "connectors.opcua.connector",
 }
 

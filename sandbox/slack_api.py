@@ -491,6 +491,7 @@ class FakeSlack:
             "chat.postMessage": self._post_message,
             "chat.update": self._update_message,
             "chat.delete": self._delete_message,
+            "reactions.add": self._reactions_add,
             "conversations.replies": self._replies,
             "conversations.history": self._history,
             "conversations.info": self._info,
@@ -534,6 +535,40 @@ class FakeSlack:
         event = {**_event_view(message), "channel": conversation.id, "event_ts": message["ts"]}
         self._in_background(self._send_event({**event, "channel_type": conversation.type}))
         return {"ok": True, "channel": conversation.id, "ts": message["ts"], "message": _api_view(message)}
+
+    def _reactions_add(self, params: dict[str, Any]) -> dict[str, Any]:
+        conversation = self._conversation(params)
+        ts, name = str(params.get("timestamp", "")), str(params.get("name", ""))
+        message = conversation.messages.get(ts)
+        if message is None:
+            raise _SlackError("message_not_found")
+        if not name:
+            raise _SlackError("invalid_name")
+        reactions = message.setdefault("reactions", [])
+        entry = next((r for r in reactions if r["name"] == name), None)
+        if entry is not None and self.bot_user_id in entry["users"]:
+            raise _SlackError("already_reacted")
+        if entry is None:
+            reactions.append({"name": name, "users": [self.bot_user_id], "count": 1})
+        else:
+            entry["users"].append(self.bot_user_id)
+            entry["count"] += 1
+        # Slack tells the app of its own reaction too: the source must know it for its own.
+        event = {
+            "type": "reaction_added",
+            "user": self.bot_user_id,
+            "reaction": name,
+            "item_user": message.get("user", ""),
+            "item": {"type": "message", "channel": conversation.id, "ts": ts},
+            "event_ts": self._next_ts(),
+        }
+        self._in_background(self._send_event(event))
+        return {"ok": True}
+
+    def reactions_by_threadlink(self, channel: str, ts: str) -> list[str]:
+        """The reactions threadlink's bot put on a message."""
+        message = self._channels[channel].messages.get(ts, {})
+        return [r["name"] for r in message.get("reactions", []) if self.bot_user_id in r["users"]]
 
     def _update_message(self, params: dict[str, Any]) -> dict[str, Any]:
         conversation = self._conversation(params)

@@ -92,6 +92,18 @@ class PostMessage(CommandBase):
     )
 
 
+class AddReaction(CommandBase):
+    """React to a message (quick feedback: threadlink saw a request and is on it)."""
+
+    kind: Literal["add_reaction"] = "add_reaction"
+    destination: Place = Field(description="Where the message is (its thread or channel).")
+    message_id: str = Field(description="Platform id of the message reacted to.")
+    reaction: str = Field(
+        pattern=r"^[a-z0-9_+-]{1,50}$",
+        description="A reaction by name (Slack's names, e.g. eyes); each sink shows it its platform's way.",
+    )
+
+
 class AddComment(CommandBase):
     """Add a comment to a record (a back-link to the thread that discusses it)."""
 
@@ -118,10 +130,17 @@ class FetchRecord(CommandBase):
 
 
 Command = Annotated[
-    PostCard | UpdateCard | DeleteCard | PostMessage | AddComment | CreateTicket | FetchRecord,
+    PostCard | UpdateCard | DeleteCard | PostMessage | AddReaction | AddComment | CreateTicket | FetchRecord,
     Field(discriminator="kind"),
 ]
 
 CommandKind = Literal[
-    "post_card", "update_card", "delete_card", "post_message", "add_comment", "create_ticket", "fetch_record"
+    "post_card",
+    "update_card",
+    "delete_card",
+    "post_message",
+    "add_reaction",
+    "add_comment",
+    "create_ticket",
+    "fetch_record",
 ]

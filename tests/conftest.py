@@ -45,6 +45,6 @@ def vendor_specs() -> str:
     if not directory.is_dir():
         raise SpecsMissing(
             f"vendor specs directory {directory} is missing: set THREADLINK_SPECS_DIR "
-            "to the folder holding slack/, jira/ and matrix/ (CI uses ../shared/specs)"
+            "to the folder holding slack/, jira/, github/ and matrix/ (CI uses ../shared/specs)"
         )
     return str(directory)

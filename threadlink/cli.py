@@ -8,6 +8,7 @@ threadlink config check             validate the config, print it with secrets m
 threadlink dlq list | replay        what could not be processed; send it back once fixed
 threadlink backfill slack           old threads of a channel, as if they came in live
 threadlink links record | thread    which threads discuss a record, which records a thread touches
+threadlink matrix registration      the application service registration file for a homeserver
 threadlink dev kafka up|down|status local Apache Kafka for development and tests
 threadlink schemas export | check   JSON Schema + AsyncAPI files of the contract
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -192,17 +194,43 @@ def _per_minute(value: str) -> float:
     return rate
 
 
-def _slack_connector(settings: Settings, name: str | None) -> str:
-    slacks = [n for n, entry in settings.connectors.items() if (entry.type or n) == "slack"]
+def _connector_of(settings: Settings, kind: str, label: str, name: str | None) -> str:
+    """The configured connector of type `kind` named `name`, or the only one of that type."""
+    found = [n for n, entry in settings.connectors.items() if (entry.type or n) == kind]
     if name is not None:
-        if name not in slacks:
+        if name not in found:
             raise ConfigError(
-                f"connectors.{name}: no Slack connector of that name (Slack connectors: {slacks or 'none'})"
+                f"connectors.{name}: no {label} connector of that name ({label} connectors: {found or 'none'})"
             )
         return name
-    if len(slacks) != 1:
-        raise ConfigError(f"say which Slack connector with --connector (configured: {slacks or 'none'})")
-    return slacks[0]
+    if len(found) != 1:
+        raise ConfigError(f"say which {label} connector with --connector (configured: {found or 'none'})")
+    return found[0]
+
+
+def _slack_connector(settings: Settings, name: str | None) -> str:
+    return _connector_of(settings, "slack", "Slack", name)
+
+
+def cmd_matrix_registration(args: argparse.Namespace) -> int:
+    from connectors.matrix.registration import RegistrationError, registration_yaml
+    from threadlink.config import connector_config
+
+    settings = _settings(args)
+    name = _connector_of(settings, "matrix", "Matrix", args.connector)
+    try:
+        text = registration_yaml(connector_config(settings, name), name=name, url=args.url)
+    except RegistrationError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    path = Path(args.output)
+    # It holds both tokens: readable by its owner only, like the config.
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        out.write(text)
+    print(f"wrote {path}: list it under app_service_config_files in the homeserver's config", file=sys.stderr)
+    return 0
 
 
 def cmd_backfill_slack(args: argparse.Namespace) -> int:
@@ -500,6 +528,21 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--audience", choices=["public", "internal", "restricted"], help="who will read it")
         else:
             command.set_defaults(audience=None)
+
+    matrix = group("matrix", "the Matrix homeserver side")
+    matrix_registration = leaf(
+        matrix,
+        "registration",
+        "print the application service registration file for the homeserver",
+        "From the Matrix connector's config: id, url, as_token, hs_token, sender_localpart and the\n"
+        "namespace of threadlink's own user, so the homeserver and threadlink hold the same tokens.\n"
+        "Synapse: list the file under app_service_config_files and restart it. The file holds both\n"
+        "tokens: --output writes it readable by its owner only.",
+        cmd_matrix_registration,
+    )
+    matrix_registration.add_argument("--connector", help="the Matrix connector's name (default: the only one)")
+    matrix_registration.add_argument("--url", help="threadlink's URL for it (default: the connector's url)")
+    matrix_registration.add_argument("--output", "-o", help="write it to this file (mode 0600) instead of stdout")
 
     sandbox = group("sandbox", "the running sandbox demo (`make run`)")
     post = leaf(

@@ -73,6 +73,16 @@ class MentionPattern(BaseModel):
 
     system: str = Field(description="Connector name of the system the key belongs to, e.g. jira.")
     regex: str = Field(description="Regular expression; the whole match (or group 'key') is the record key.")
+    key: str | None = Field(
+        default=None,
+        description=(
+            "The record key built from the regex's named groups, e.g. '{owner}/{repo}#{number}' for an issue URL; "
+            "unset: group 'key' or the whole match."
+        ),
+    )
+    lowercase: bool = Field(
+        default=False, description="Lower-case the key (systems whose keys are case-insensitive, e.g. GitHub)."
+    )
 
     @field_validator("regex")
     @classmethod
@@ -82,6 +92,20 @@ class MentionPattern(BaseModel):
         except re.error as exc:
             raise ValueError(f"not a valid regular expression: {exc}") from None
         return value
+
+    @model_validator(mode="after")
+    def _key_uses_groups(self) -> MentionPattern:
+        if self.key is None:
+            return self
+        groups = set(re.compile(self.regex).groupindex)
+        try:
+            self.key.format(**dict.fromkeys(groups, "x"))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"key {self.key!r} names {exc} which is not a named group of the regex "
+                f"(named groups: {', '.join(sorted(groups)) or 'none'})"
+            ) from None
+        return self
 
 
 class FollowSettings(BaseModel):
@@ -124,6 +148,11 @@ class EscalateSettings(BaseModel):
     )
     transcript_messages: int = Field(
         default=20, ge=1, le=100, description="The thread's last messages the ticket's description quotes."
+    )
+    acknowledge: str | None = Field(
+        default="eyes",
+        pattern=r"^[a-z0-9_+-]{1,50}$",
+        description="A reaction threadlink adds to the message that asked for a ticket (null: none).",
     )
 
 

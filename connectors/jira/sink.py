@@ -27,12 +27,12 @@ from connectors.jira.mapping import (
     ticket_from_issue,
 )
 from connectors.runtime.dedup import RecentIds
+from connectors.runtime.lookups import publish_looked_up
 from schemas import events
 from schemas.commands import AddComment, Command, CreateTicket, FetchRecord
 from schemas.envelope import Envelope
 from schemas.outcomes import Effect
-from schemas.records import RecordEvent, RecordMissing, RecordRef, TicketRecord
-from schemas.visibility import Visibility
+from schemas.records import RecordMissing, RecordRef
 
 log = logging.getLogger(__name__)
 
@@ -139,17 +139,17 @@ class JiraSink(Sink):
         except NotFoundError:
             missing = RecordMissing(ref=command.record, reason="not found")
             visibility = self.config.visibility_of(project_of_key(command.record.key))
-            await self._publish(missing, events.RECORD_MISSING, command, envelope, visibility=visibility)
+            await publish_looked_up(self.ctx, missing, events.RECORD_MISSING, command, envelope, visibility=visibility)
             return Effect(found=False)
         record = ticket_from_issue(issue, system=self.ctx.name, config=self.config)
         upserted = events.RECORD_UPSERTED.format(kind=record.kind)
-        await self._publish(record, upserted, command, envelope, visibility=record.visibility)
+        await publish_looked_up(self.ctx, record, upserted, command, envelope, visibility=record.visibility)
         if record.ref.key != command.record.key:
             # Jira answers a moved or differently-cased key with the issue it is now; links wait
             # under the key that was asked for, so the record is published under that one too.
             alias = record.model_copy(update={"ref": command.record})
-            await self._publish(
-                alias, upserted, command, envelope, visibility=record.visibility, id_suffix=":requested"
+            await publish_looked_up(
+                self.ctx, alias, upserted, command, envelope, visibility=record.visibility, id_suffix=":requested"
             )
         return Effect(found=True, url=record.url)
 
@@ -197,25 +197,3 @@ class JiraSink(Sink):
                 exc,
             )
         return None
-
-    async def _publish(
-        self,
-        data: TicketRecord | RecordMissing,
-        type: str,
-        command: Command,
-        envelope: Envelope[Command],
-        *,
-        visibility: Visibility,
-        id_suffix: str = "",
-    ) -> None:
-        published = Envelope[RecordEvent].wrap(
-            data,
-            type=type,
-            source_system=self.ctx.name,
-            subject=data.ref.id,
-            # One id per command: a redelivered command publishes the same event again.
-            id=f"{self.ctx.name}:{command.command_id}{id_suffix}",
-            visibility=visibility,
-            parent_traceparent=envelope.traceparent,
-        )
-        await self.ctx.publisher.publish(self.ctx.topics.records, data.ref.id, published)

@@ -14,7 +14,6 @@ register an admin webhook (System > WebHooks) with a secret for threadlink.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -31,6 +30,7 @@ from connectors.jira.mapping import (
     ticket_from_issue,
 )
 from connectors.runtime.payloads import parse_json_object
+from connectors.runtime.signatures import hub_signature, hub_signature_problem
 from schemas import events
 from schemas.envelope import Envelope
 from schemas.records import RecordComment, RecordEvent, RecordMissing, RecordRef, version_of
@@ -46,23 +46,13 @@ COMMENT_CREATED = "comment_created"
 
 
 def sign_payload(body: bytes, secret: str) -> str:
-    """The `X-Hub-Signature` value Jira Cloud sends for `body`: `sha256=<hex HMAC-SHA256>`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    """The `X-Hub-Signature` value Jira sends for `body`: `sha256=<hex HMAC-SHA256>`."""
+    return hub_signature(body, secret)
 
 
 def signature_problem(body: bytes, secret: str, header: str | None) -> str | None:
     """Why `header` is not a valid signature of `body`, or None when it is. Constant-time."""
-    if not header:
-        return f"no {SIGNATURE_HEADER} header (is a secret set on the Jira webhook?)"
-    method, sep, digest = header.strip().partition("=")
-    if not sep or not digest:
-        return f"malformed {SIGNATURE_HEADER} header"
-    if method.strip().lower() != "sha256":
-        return f"unsupported {SIGNATURE_HEADER} method {method[:16]!r} (expected sha256)"
-    expected = sign_payload(body, secret).partition("=")[2]
-    if not hmac.compare_digest(expected.encode(), digest.strip().lower().encode()):
-        return f"{SIGNATURE_HEADER} does not match the body (wrong webhook_secret?)"
-    return None
+    return hub_signature_problem(body, secret, header, header_name=SIGNATURE_HEADER, vendor="Jira")
 
 
 class JiraWebhookSource(WebhookSource):

@@ -21,6 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from schemas import events
 from schemas.envelope import Envelope
@@ -189,11 +190,17 @@ def _message(
     return SocialMessage(
         thread=_thread(channel, root),
         message_id=event_id,
+        permalink=permalink(channel.channel, event_id),
         author=author,
         text=body[:40_000] if isinstance(body, str) else "",
         channel_visibility=room.visibility,
         mentions_threadlink=isinstance(body, str) and state.bot_user_id in body,
     )
+
+
+def permalink(room_id: str, event_id: str) -> str:
+    """A matrix.to link to the event (appendices, "matrix.to navigation"; identifiers percent-encoded)."""
+    return f"https://matrix.to/#/{quote(room_id, safe='')}/{quote(event_id, safe='')}"
 
 
 def key_of(event: MatrixEvent) -> str:

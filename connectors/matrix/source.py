@@ -1,7 +1,8 @@
 """The application service transactions endpoint (Matrix AS API, `PUT /_matrix/app/v1/transactions/{txnId}`).
 
 The homeserver authenticates with the registration's hs_token (`Authorization: Bearer`; the
-deprecated `access_token` query parameter is accepted too) and retries a transaction with the
+deprecated `access_token` query parameter is accepted too; none is a 401 `M_UNAUTHORIZED`, a
+wrong one a 403 `M_FORBIDDEN`, as the application service API says) and retries a transaction with the
 same txnId until it gets a 2xx. A transaction is answered `{}` only once all its events are on
 Kafka; a retry of one already published publishes nothing again. Across a restart the event ids
 read back from the social events topic do the same job, per event.
@@ -62,8 +63,18 @@ class MatrixTransactionsSource(WebhookSource):
         token = authorization.removeprefix("Bearer ") if authorization.startswith("Bearer ") else ""
         token = token or request.query.get("access_token", "")
         expected = self._config.hs_token.get_secret_value()
-        if not token or not hmac.compare_digest(token.encode(), expected.encode()):
-            raise Unauthorized("missing or wrong hs_token")
+        # Application service API, "Authorization": no credentials -> 401 M_UNAUTHORIZED; wrong
+        # ones -> 403 M_FORBIDDEN (the homeserver then knows its hs_token is not this service's).
+        if not token:
+            raise Unauthorized(
+                "no hs_token", body={"errcode": "M_UNAUTHORIZED", "error": "no hs_token given"}, status=401
+            )
+        if not hmac.compare_digest(token.encode(), expected.encode()):
+            raise Unauthorized(
+                "wrong hs_token",
+                body={"errcode": "M_FORBIDDEN", "error": "the hs_token is not this service's"},
+                status=403,
+            )
 
     async def handle(self, request: WebhookRequest) -> WebhookResponse:
         txn_id = request.path_params.get("txnId", "")
@@ -72,7 +83,7 @@ class MatrixTransactionsSource(WebhookSource):
         if self._transactions.seen(txn_id):
             return WebhookResponse(json={}, outcome="duplicate")
         payload = parse_json_object(request.body, what="matrix transaction")
-        batch = payload.get("events", [])
+        batch = payload.get("events")  # required by the application service API
         if not isinstance(batch, list) or len(batch) > MAX_EVENTS_PER_TRANSACTION:
             raise SkippableError(f"matrix transaction events must be a list of at most {MAX_EVENTS_PER_TRANSACTION}")
         published = 0

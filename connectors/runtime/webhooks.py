@@ -9,7 +9,7 @@ redeliver it forever):
 | Content-Length over the limit, or a body that grows past it | 413, before reading further |
 | a body that does not arrive within the read timeout | 408, and the connection is closed |
 | too many requests at once (or too many body bytes buffered) | 503 with Retry-After |
-| verification fails (on the raw body, before any parsing) | 401 |
+| verification fails (on the raw body, before any parsing) | 401 (or the source's own status, e.g. Matrix's 403) |
 | the payload cannot be understood (SkippableError, pydantic ValidationError) | 400 |
 | the broker did not acknowledge (PublishError, any RetriableError) | 503 with Retry-After |
 | anything else (a bug, a permanent problem in the mapping) | 202; the raw request goes to the dead-letter topic |
@@ -175,7 +175,9 @@ def _handler(
         except Unauthorized as exc:
             count("unauthorized")
             log.warning("%s webhook rejected: %s", connector, exc)
-            return _error(401, "unauthorized")
+            if exc.body is not None:
+                return web.json_response(exc.body, status=exc.status)
+            return _error(exc.status, "unauthorized")
         try:
             response = await source.handle(webhook)
         except (SkippableError, ValidationError) as exc:

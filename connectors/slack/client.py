@@ -62,6 +62,9 @@ SKIPPABLE = frozenset(
         "cant_update_message",
         "cant_delete_message",
         "compliance_exports_prevent_deletion",
+        "already_reacted",
+        "too_many_reactions",
+        "invalid_name",
     }
 )
 #: Slack's own transient failures ("likely due to a transient issue on our end"): worth another try.
@@ -192,6 +195,10 @@ class SlackClient:
         if blocks is not None:
             params["blocks"] = blocks
         return await self.call("chat.update", params)
+
+    async def add_reaction(self, channel: str, ts: str, name: str) -> dict[str, Any]:
+        """reactions.add of `name` (without colons) to the message `ts` (scope reactions:write)."""
+        return await self.call("reactions.add", {"channel": channel, "timestamp": ts, "name": name})
 
     async def delete_message(self, channel: str, ts: str) -> dict[str, Any]:
         """chat.delete of a message this bot posted. Returns Slack's answer (`channel`, `ts`)."""

@@ -14,7 +14,7 @@ from connectors.slack.cards import is_card_of, message_block, plain_text, render
 from connectors.slack.client import SlackClient, outcome_unknown
 from connectors.slack.config import SlackRateLimits
 from connectors.slack.mapping import SlackIdentity
-from schemas.commands import Command, DeleteCard, PostCard, PostMessage, UpdateCard
+from schemas.commands import AddReaction, Command, DeleteCard, PostCard, PostMessage, UpdateCard
 from schemas.envelope import Envelope
 from schemas.outcomes import Effect
 from schemas.social import Place, ThreadRef, UserRef
@@ -83,7 +83,9 @@ class SlackSink(Sink):
         channel, _ = slack_address(command.destination) if hasattr(command, "destination") else ("", None)
         if isinstance(command, PostCard | PostMessage):
             return [Lane(f"channel:{channel}", limits.messages_per_channel_per_s, limits.channel_burst)]
-        method = {"update_card": "chat.update", "delete_card": "chat.delete"}.get(command.kind)
+        method = {"update_card": "chat.update", "delete_card": "chat.delete", "add_reaction": "reactions.add"}.get(
+            command.kind
+        )
         if method is None:
             return []
         return [Lane(f"method:{method}", limits.tier3_per_minute / 60, limits.tier3_burst)]
@@ -123,6 +125,15 @@ class SlackSink(Sink):
                     raise
                 return Effect(message_id=command.card_message_id, skipped="the card was already gone")
             return Effect(message_id=command.card_message_id)
+        if isinstance(command, AddReaction):
+            channel, _ = slack_address(command.destination)
+            try:
+                await self._client.add_reaction(channel, command.message_id, command.reaction)
+            except SkippableError as exc:
+                if "already_reacted" not in str(exc):
+                    raise
+                return Effect(message_id=command.message_id, skipped="the reaction was already there")
+            return Effect(message_id=command.message_id)
         raise SkippableError(f"slack cannot {command.kind}")
 
     async def _post_tagged(

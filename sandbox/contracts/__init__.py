@@ -7,7 +7,10 @@ The spec files are not part of threadlink: they are read from THREADLINK_SPECS_D
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SPECS_ENV = "THREADLINK_SPECS_DIR"
 _REPO = Path(__file__).resolve().parents[2]
@@ -27,6 +30,37 @@ def spec_file(relative: str) -> Path:
     if not path.is_file():
         raise SpecsMissing(
             f"vendor spec {relative!r} not found in {specs_dir()}: set {SPECS_ENV} to the folder "
-            "that holds slack/, jira/ and matrix/ (CI uses ../shared/specs)"
+            "that holds slack/, jira/, github/ and matrix/ (CI uses ../shared/specs)"
         )
     return path
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One way a request or response differs from the published contract."""
+
+    method: str
+    path: str
+    where: str
+    """`request.path`, `request.query`, `request.body`, `response.status`, `response.body`."""
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} [{self.where}] {self.message}"
+
+
+class ContractViolation(AssertionError):
+    """Raised in strict mode, or by a stand-in's `assert_no_violations()`: the traffic does not
+    follow the vendor's published contract."""
+
+    def __init__(self, violations: Iterable[Violation]) -> None:
+        self.violations = list(violations)
+        super().__init__("; ".join(str(v) for v in self.violations))
+
+
+def json_path(path: Iterable[Any]) -> str:
+    """A validation error's place, e.g. `$.events[0].content`."""
+    out = "$"
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out

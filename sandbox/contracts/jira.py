@@ -25,33 +25,13 @@ from jsonschema import Draft4Validator, ValidationError, validators
 from referencing import Registry
 from referencing.jsonschema import DRAFT4
 
-from sandbox.contracts import spec_file
+from sandbox.contracts import ContractViolation, Violation, json_path, spec_file
+
+__all__ = ["ContractViolation", "JiraContract", "Violation", "adf_problems", "jira_contract"]
 
 SPEC = "jira/platform-swagger.v3.json"
 _BASE_URI = "urn:threadlink:jira-platform-v3"
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
-
-
-@dataclass(frozen=True)
-class Violation:
-    """One way a request or response differs from the published contract."""
-
-    method: str
-    path: str
-    where: str
-    """`request.path`, `request.query`, `request.body`, `response.status`, `response.body`."""
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.method} {self.path} [{self.where}] {self.message}"
-
-
-class ContractViolation(AssertionError):
-    """Raised in strict mode: the traffic does not follow Jira's published contract."""
-
-    def __init__(self, violations: Iterable[Violation]) -> None:
-        self.violations = list(violations)
-        super().__init__("; ".join(str(v) for v in self.violations))
 
 
 @dataclass(frozen=True)
@@ -122,7 +102,7 @@ class JiraContract:
         """Messages for each way `instance` breaks `schema` (a `$ref` into the spec, or inline)."""
         validator = self._validator(schema, request=request)
         errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
-        return [f"{_json_path(e.absolute_path)}: {e.message}" for e in errors]
+        return [f"{json_path(e.absolute_path)}: {e.message}" for e in errors]
 
     def _validator(self, schema: Mapping[str, Any], *, request: bool) -> Any:
         cache_key = (json.dumps(schema, sort_keys=True), "request" if request else "response")
@@ -328,10 +308,3 @@ def _coerce(value: str, schema: Mapping[str, Any]) -> Any:
     if kind == "boolean" and value in ("true", "false"):
         return value == "true"
     return value
-
-
-def _json_path(path: Iterable[Any]) -> str:
-    out = "$"
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return out

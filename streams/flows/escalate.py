@@ -33,7 +33,7 @@ from typing import Any
 from prometheus_client import Counter
 
 from schemas import events
-from schemas.commands import AddComment, CreateTicket, PostMessage, command_id_for
+from schemas.commands import AddComment, AddReaction, CreateTicket, PostMessage, command_id_for
 from schemas.envelope import Envelope
 from schemas.links import LinkRequest
 from schemas.outcomes import Outcome
@@ -133,7 +133,14 @@ class Escalate:
         return self._command is not None and message.mentions_threadlink and bool(self._command.search(message.text))
 
     def _request(
-        self, thread: ThreadState, where: ThreadRef, cause: Envelope[Any], *, asked_by: str, place: Visibility
+        self,
+        thread: ThreadState,
+        where: ThreadRef,
+        cause: Envelope[Any],
+        *,
+        asked_by: str,
+        place: Visibility,
+        acknowledge: bool = True,
     ) -> list[Emit]:
         escalation = thread.escalation
         if escalation is not None and escalation.status != "failed":
@@ -159,7 +166,25 @@ class Escalate:
             status="requested", attempt=attempt, target=self.settings.target, thread=where, place_visibility=place
         )
         ESCALATE.labels("requested").inc()
-        return [self.emitter.command(create, where.id, cause, visibility=cause.visibility)]
+        emits = [self.emitter.command(create, where.id, cause, visibility=cause.visibility)]
+        trigger = getattr(cause.data, "message_id", None)
+        if (
+            acknowledge
+            and self.settings.acknowledge
+            and trigger
+            and isinstance(cause.data, SocialMessage | SocialReaction)
+        ):
+            # Quick feedback where it was asked: the ticket itself may take seconds.
+            seen = AddReaction(
+                command_id=command_id_for("add_reaction", where.id, trigger, attempt),
+                target=where.platform,
+                reply_key=where.id,
+                destination=where,
+                message_id=trigger,
+                reaction=self.settings.acknowledge,
+            )
+            emits.append(self.emitter.command(seen, where.id, cause, visibility=place))
+        return emits
 
     def _mirror(
         self, escalation: Escalation, where: ThreadRef, line: Line, cause: Envelope[Any], *, edited: bool = False

@@ -67,7 +67,9 @@ class LinkFlow:
 
     def __post_init__(self) -> None:
         self.emitter = Emitter(self.names)
-        self.extractor = MentionExtractor([(p.system, p.regex) for p in self.settings.mention_patterns])
+        self.extractor = MentionExtractor(
+            [(p.system, p.regex, p.key, p.lowercase) for p in self.settings.mention_patterns]
+        )
         self.follow = Follow(self.emitter, self.settings.follow)
 
     # -- by thread ---------------------------------------------------------------------------

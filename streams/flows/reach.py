@@ -333,7 +333,9 @@ class ReachFlow:
         """Escalate's own request: one ticket per thread, however many rules and steps ask."""
         if not self.escalate.enabled:
             return []
-        return self.escalate._request(state, thread, envelope, asked_by=f"threadlink ({why})", place=place)
+        return self.escalate._request(
+            state, thread, envelope, asked_by=f"threadlink ({why})", place=place, acknowledge=False
+        )
 
     # -- what is said -----------------------------------------------------------------------
 

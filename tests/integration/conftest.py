@@ -6,11 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from connectors.matrix.config import MatrixConfig
+from connectors.matrix.registration import registration_yaml
 from schemas.topics import TopicNames
 from threadlink.config import Settings
 from threadlink.topics_admin import apply_topics
 
-from .synapse_server import AppService, Synapse, SynapseError
+from .synapse_server import SERVER_NAME, AppService, Synapse, SynapseError
 
 
 @pytest.fixture
@@ -31,7 +33,17 @@ def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synapse]:
     workdir = tmp_path_factory.mktemp("synapse")
     appservice = AppService(url="http://127.0.0.1:19109/webhooks/matrix")
     registration = workdir / "appservice.yaml"
-    registration.write_text(appservice.registration_json())
+    # The file `threadlink matrix registration` prints, so Synapse proves it takes it.
+    config = MatrixConfig(
+        homeserver_url="http://127.0.0.1:19108",
+        server_name=SERVER_NAME,
+        url=appservice.url,
+        registration_id=appservice.id,
+        sender_localpart=appservice.sender_localpart,
+        as_token=appservice.as_token,
+        hs_token=appservice.hs_token,
+    )
+    registration.write_text(registration_yaml(config, name="matrix"))
     server = Synapse(port=19108, appservice_files=[registration], workdir=workdir)
     server.appservice = appservice
     try:

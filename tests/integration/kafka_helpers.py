@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -12,6 +14,7 @@ from kafka.partitioner.default import murmur2
 from pydantic import TypeAdapter
 
 from connectors.runtime.kafka import read_to_end
+from connectors.runtime.sinks import SinkRunner
 from schemas.envelope import Envelope
 
 
@@ -100,3 +103,17 @@ def own_kafka(layout: str, what: str, base_dir: Any = None) -> Iterator[Any]:
         pytest.fail(f"could not start {what}: {exc}")
     yield kafka
     kafka.wipe()
+
+
+async def run_until(runner: SinkRunner, done: Any, timeout_s: float = 60) -> None:
+    """Run a sink runner until `done()` holds (at most `timeout_s`), then stop it."""
+    await runner.start()
+    task = asyncio.create_task(runner.run())
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not done():
+                await asyncio.sleep(0.1)
+    finally:
+        runner.stop()
+        with contextlib.suppress(Exception):
+            await task

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from sandbox.demo import SandboxIdentity, free_port, sandbox_settings, stand_ins
 from sandbox.jira_api import FakeJira
 from sandbox.slack_api import FakeSlack
-from threadlink.config import EscalateSettings, ReachSettings, Settings
+from threadlink.config import ConnectorEntry, EscalateSettings, ReachSettings, Settings
 from threadlink.launcher import ChildProcesses, start_deployment
 
 T = TypeVar("T")
@@ -64,17 +64,26 @@ def start_sandbox(
     *,
     escalate: dict[str, Any] | None = None,
     reach: dict[str, Any] | None = None,
+    customize: Callable[[Settings], Settings] | None = None,
+    loop: LoopThread | None = None,
+    port: int | None = None,
+    connectors: dict[str, dict[str, Any]] | None = None,
 ) -> SandboxDeployment:
     """`escalate`, `reach`: streams.escalate and streams.reach settings (off by default, as in
-    the sandbox demo)."""
-    loop = LoopThread()
+    the sandbox demo). `customize`: changes the settings before the processes start (another
+    connector, more mention patterns), with `loop` the thread its stand-ins are served from.
+    `port`: where the connectors serve webhooks (a homeserver's registration names a fixed one);
+    `connectors`: more connector entries next to the sandbox's Slack and Jira (e.g. Matrix)."""
+    loop = loop or LoopThread()
     ident = SandboxIdentity()
-    port = free_port(18787)
+    port = port or free_port(18787)
     slack, jira = stand_ins(ident, port)
     loop.run(slack.start())
     loop.run(jira.start())
     base = Settings(kafka={"bootstrap_servers": kafka_bootstrap})
     settings = sandbox_settings(base, ident, slack.url, jira.url, port, namespace)
+    for name, entry in (connectors or {}).items():
+        settings.connectors[name] = ConnectorEntry.model_validate(entry)
     settings = settings.model_copy(
         update={
             "streams": settings.streams.model_copy(
@@ -87,6 +96,8 @@ def start_sandbox(
             )
         }
     )
+    if customize is not None:
+        settings = customize(settings)
     children = start_deployment(settings, run_dir)
     return SandboxDeployment(loop, slack, jira, ident, settings, children, slack.events_url or "")
 

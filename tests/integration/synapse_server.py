@@ -76,32 +76,14 @@ def _imports_synapse(python: Path) -> bool:
 @dataclass
 class AppService:
     """An application service registration: Synapse PUTs transactions to `url` with `hs_token`;
-    the service acts with `as_token`. Tokens are fresh per instance."""
+    the service acts with `as_token`. Tokens are fresh per instance. The file Synapse loads is
+    the one `threadlink matrix registration` prints (`registration_yaml`)."""
 
     url: str
     id: str = "threadlink"
     sender_localpart: str = "threadlink"
     as_token: str = field(default_factory=lambda: secrets.token_hex(24))
     hs_token: str = field(default_factory=lambda: secrets.token_hex(24))
-
-    def registration_json(self) -> str:
-        """The registration file's content (JSON is YAML). Room ids have no server part since room
-        version 12, so a rooms namespace would match nothing: the bot's own users are the namespace."""
-        return json.dumps(
-            {
-                "id": self.id,
-                "url": self.url,
-                "as_token": self.as_token,
-                "hs_token": self.hs_token,
-                "sender_localpart": self.sender_localpart,
-                "rate_limited": False,
-                "namespaces": {
-                    "users": [{"exclusive": True, "regex": f"@{self.sender_localpart}.*:{SERVER_NAME}"}],
-                    "aliases": [],
-                    "rooms": [],
-                },
-            }
-        )
 
 
 @dataclass

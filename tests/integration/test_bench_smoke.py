@@ -30,7 +30,7 @@ def test_bench_at_toy_sizes_measures_every_figure(kafka_bootstrap: str, tmp_path
     args += ["--measure-s", "60", "--step-limit", "120", "--max-minutes", "9", "--label", "smoke"]
     # The sink, latency and webhook-memory steps (the last has fixed sizes: 100 + 200 requests).
     args += ["--sink-commands", "200", "--hot-commands", "3", "--other-commands", "1", "--ledger-entries", "2000"]
-    args += ["--latency-rates", "10,20", "--latency-s", "2", "--latency-threads", "20"]
+    args += ["--latency-rates", "10,20", "--latency-s", "2", "--latency-threads", "20", "--mqtt-messages", "300"]
     proc = subprocess.run(
         [sys.executable, "-m", "bench", *args, "--bootstrap", kafka_bootstrap, "--out", str(tmp_path)],
         cwd=REPO,
@@ -97,10 +97,15 @@ def test_bench_at_toy_sizes_measures_every_figure(kafka_bootstrap: str, tmp_path
     assert isinstance(memory["growth_bytes"], int), memory
     assert memory["oversized_answers"] == {"413": 100}, memory
 
+    shop_floor = figures["mqtt"]
+    for name in ("broker_drain_per_s", "source_into_kafka_per_s", "publish_per_s", "batches"):
+        number(shop_floor, name)
+    assert shop_floor["messages"] == 300, shop_floor
+
     results = (tmp_path / "results.md").read_text()
     for heading in ("## Throughput", "## Table load and restart", "## Before/after", "## Workload"):
         assert heading in results
-    for heading in ("## Slack sink", "## End-to-end latency", "## Webhook memory under hostile load"):
+    for heading in ("## Slack sink", "## End-to-end latency", "## Webhook memory under hostile load", "## Shop floor"):
         assert heading in results
     assert "not measured:" not in results.split("## How it is measured")[0]
 

@@ -72,6 +72,8 @@ def test_a_reaction_opens_one_ticket_and_the_thread_and_ticket_hear_each_other(s
     sandbox.post(channel, "All shops, also on mobile", user="U0002", thread_ts=root)
     sandbox.loop.run(sandbox.slack.add_reaction(channel, root, "ticket", user="U0003"))
     key = opened(sandbox, channel, root, before)
+    # Seen at once: threadlink's eyes on the message asked about (its own reaction_added starts nothing).
+    wait_for(lambda: sandbox.slack.reactions_by_threadlink(channel, root) == ["eyes"], what="threadlink's eyes")
 
     issue = sandbox.jira.issue(key)
     assert issue is not None and issue["fields"]["summary"] == "Checkout fails for card payments since 9:00"

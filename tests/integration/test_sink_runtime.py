@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
@@ -22,7 +20,7 @@ from schemas.ledger import LedgerEntry
 from schemas.outcomes import Effect
 from schemas.records import RecordRef
 from schemas.topics import SINK_PARTITIONS, TopicNames
-from tests.integration.kafka_helpers import envelopes, partition_of
+from tests.integration.kafka_helpers import envelopes, partition_of, run_until
 from threadlink.config import Settings
 
 pytestmark = pytest.mark.integration
@@ -57,19 +55,6 @@ def fetch(key: str, salt: str = "") -> Envelope[Command]:
         command_id=command_id_for("fetch_record", key, salt), target="echo", record=RecordRef(system="jira", key=key)
     )
     return Envelope.wrap(command, type=events.COMMAND.format(kind="fetch_record"), source_system="tests")
-
-
-async def run_until(runner: SinkRunner, done: Any, timeout_s: float = 60) -> None:
-    await runner.start()
-    task = asyncio.create_task(runner.run())
-    try:
-        async with asyncio.timeout(timeout_s):
-            while not done():
-                await asyncio.sleep(0.1)
-    finally:
-        runner.stop()
-        with contextlib.suppress(Exception):
-            await task
 
 
 async def test_each_command_is_done_once_even_when_delivered_twice(kafka_bootstrap: str, topics: TopicNames) -> None:

@@ -6,10 +6,11 @@ correctly signed webhook right after it lands: the positive marker that Kafka wa
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,9 +67,11 @@ ROUTES = [
 ]
 
 
-def concrete(path: str) -> str:
-    """A route path with its `{param}` (or `{param:regex}`) parts filled in."""
-    return re.sub(r"\{[^}]+\}", "1", path)
+def concrete(path: str, params: Mapping[str, str] | None = None) -> str:
+    """A route path with its `{param}` (or `{param:regex}`) parts filled in: from `params` (a
+    sample request's own, e.g. a Matrix transaction's txnId), else "1"."""
+    given = params or {}
+    return re.sub(r"\{([^}:]+)(?::[^}]*)?\}", lambda m: given.get(m.group(1), "1"), path)
 
 
 @dataclass
@@ -83,14 +86,14 @@ class Served:
     good: int = 0
     """Correctly signed sample webhooks answered 2xx: exactly what may be on Kafka."""
 
-    def url(self, route: WebhookRoute) -> str:
-        return str(self.server.make_url(concrete(webhook_path(self.name, route))))
+    def url(self, route: WebhookRoute, params: Mapping[str, str] | None = None) -> str:
+        return str(self.server.make_url(concrete(webhook_path(self.name, route), params)))
 
     async def send(self, route: WebhookRoute, request: WebhookRequest, **kwargs: Any) -> httpx.Response:
         async with httpx.AsyncClient(timeout=30) as client:
             return await client.request(
                 route.method,
-                self.url(route),
+                self.url(route, request.path_params),
                 content=kwargs.pop("content", request.body),
                 headers=dict(request.headers),
             )
@@ -128,7 +131,9 @@ async def served(
 ) -> AsyncIterator[Served]:
     harness, route = request.param
     # Its own connector name per test: the events on Kafka are this test's alone.
-    name = f"{harness.kind}-{re.sub(r'[^a-z0-9]', '', request.node.name.lower())[-40:]}"
+    # (a digest of the whole test id: a long route id would make the last characters the same for all)
+    digest = hashlib.sha256(request.node.name.encode()).hexdigest()[:8]
+    name = f"{harness.kind}-{re.sub(r'[^a-z0-9]', '', request.node.name.lower())[:30]}-{digest}"
     publisher = KafkaPublisher(kafka_bootstrap, client_id="tests-hostile")
     stand_in = await harness.start_stand_in()
     plugin = plugin_for(harness.kind)

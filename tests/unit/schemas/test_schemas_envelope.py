@@ -15,6 +15,7 @@ from schemas import events
 from schemas.checkpoints import Checkpoint
 from schemas.commands import (
     AddComment,
+    AddReaction,
     Command,
     CommandKind,
     CreateTicket,
@@ -100,6 +101,13 @@ def command_examples() -> list[Any]:
             record=RECORD,
             card_message_id="1741064767.000300",
             reason="the message was deleted",
+        ),
+        AddReaction(
+            command_id=command_id_for("add_reaction", "x"),
+            target=target,
+            destination=THREAD,
+            message_id="1741064767.000200",
+            reaction="eyes",
         ),
         PostMessage(
             command_id=command_id_for("post_message", "x"),

@@ -101,6 +101,23 @@ def test_each_trigger_opens_a_ticket_with_the_transcript(trigger: Any) -> None:
     assert create.reply_key == room.where.id
 
 
+def test_the_message_that_asked_gets_threadlinks_eyes_at_once_and_a_button_press_none() -> None:
+    room = Room()
+    room.say("Checkout fails")
+    [seen] = [e.envelope.data for e in commands(room.react("ticket"), "add_reaction")]
+    assert (seen.message_id, seen.reaction, seen.destination, seen.target) == (
+        "100.000001",
+        "eyes",
+        room.where,
+        "slack",
+    )
+    room = Room()
+    emits = room.say("<@UBOT> ticket", mentions_threadlink=True)
+    assert [e.envelope.data.message_id for e in commands(emits, "add_reaction")] == ["100.000001"]
+    assert commands(Room().press(), "add_reaction") == []  # the button's card says it itself
+    assert commands(Room(acknowledge=None).react("ticket"), "add_reaction") == []
+
+
 def test_a_second_trigger_or_a_redelivery_asks_for_nothing_more() -> None:
     room = Room()
     first = commands(room.react(), "create_ticket")

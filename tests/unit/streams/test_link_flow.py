@@ -248,3 +248,38 @@ def test_social_events_other_than_messages_make_no_links(event: SocialEvent) -> 
     desk = Desk()
     desk.record(ticket())
     assert desk.flow.on_social(ThreadState(), envelope(event)) == []
+
+
+def test_a_github_issue_named_by_url_or_short_reference_is_fetched_from_github_and_gets_one_card() -> None:
+    """GitHub plugs in like Jira, by configuration only: its patterns (docs/connectors/github.md)
+    name records of the `github` connector, and the flow asks that connector's sink for them."""
+    github = {"system": "github", "key": "{owner}/{repo}#{number}", "lowercase": True}
+    short = (
+        r"(?<![\w./-])"
+        r"(?P<owner>[A-Za-z0-9][A-Za-z0-9-]{0,38})/(?P<repo>[A-Za-z0-9._-]{1,100})#(?P<number>[1-9][0-9]{0,9})\b"
+    )
+    url = r"https://github\.com/(?P<owner>[A-Za-z0-9][A-Za-z0-9-]{0,38})/(?P<repo>[A-Za-z0-9._-]{1,100})/issues/(?P<number>[1-9][0-9]{0,9})\b"
+    settings = StreamSettings(
+        mention_patterns=[
+            {"system": "jira", "regex": r"\b[A-Z][A-Z0-9]{1,9}-[1-9][0-9]{0,8}\b"},
+            {**github, "regex": short},
+            {**github, "regex": url},
+        ]
+    )
+    desk = Desk(settings=settings)
+    emits = desk.say("Same as <https://github.com/Acme/Shop/issues/12> and acme/shop#12? Also PROJ-1")
+    fetches = commands(emits, "fetch_record")
+    assert sorted((f.topic, f.envelope.data.record.id) for f in fetches) == [
+        (NAMES.commands("github"), "github:acme/shop#12"),
+        (NAMES.commands("jira"), "jira:PROJ-1"),
+    ]
+    issue = ticket(
+        "acme/shop#12", ref=RecordRef(system="github", key="acme/shop#12"), url="https://github.com/acme/shop/issues/12"
+    )
+    released = desk.record(issue)
+    (card,) = commands(released, "post_card")
+    assert (
+        card.topic == NAMES.commands("slack")
+        and card.envelope.data.record.url == "https://github.com/acme/shop/issues/12"
+    )
+    assert [c.topic for c in commands(released, "add_comment")] == [NAMES.commands("github")]

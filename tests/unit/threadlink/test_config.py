@@ -51,7 +51,10 @@ def test_unknown_connector_type_and_bad_pattern(tmp_path: Path) -> None:
     bad = GOOD + "  teams:\n    token: x\nstreams:\n  mention_patterns:\n    - {system: jira, regex: '[A-Z'}\n"
     with pytest.raises(ConfigError) as info:
         load_settings(write(tmp_path, bad))
-    assert "connectors.teams.type: unknown connector type 'teams'; known: jira, mqtt, opcua, slack" in str(info.value)
+    assert (
+        "connectors.teams.type: unknown connector type 'teams'; known: github, jira, matrix, mqtt, opcua, slack"
+        in str(info.value)
+    )
 
 
 def test_bad_pattern_is_reported(tmp_path: Path) -> None:
@@ -84,6 +87,12 @@ def test_config_check_masks_secrets(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("THREADLINK_KAFKA__NAMESPACE", "staging")
     assert load_settings(write(tmp_path, GOOD)).kafka.namespace == "staging"
+
+
+def test_mention_key_template_must_name_groups_of_its_regex(tmp_path: Path) -> None:
+    bad = GOOD + "streams:\n  mention_patterns:\n    - {system: jira, regex: '(?P<n>[0-9]+)', key: 'X-{number}'}\n"
+    with pytest.raises(ConfigError, match=r"streams.mention_patterns.0: .*'number' which is not a named group"):
+        load_settings(write(tmp_path, bad))
 
 
 REACH = """

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 import pytest
 
 from connectors.base import ConnectorContext, ConnectorParts, Sink, WebhookRequest, WebhookResponse, WebhookSource
+from connectors.errors import ConnectorError
 from connectors.registry import plugin_for
 from schemas import events
 from schemas.commands import Command
@@ -106,6 +107,9 @@ class ConnectorHarness(ABC):
     signature_headers: ClassVar[tuple[str, ...]]
     """The headers that carry the webhook's signature; a request lacking any one is refused."""
     namespace: ClassVar[str] = "conformance"
+    signs_body: ClassVar[bool] = True
+    """False for a vendor that authenticates with a bearer token, not a signature over the body
+    (a Matrix homeserver's hs_token): a tampered body cannot be told apart, so that case is left out."""
     time_fields: ClassVar[tuple[str, ...]] = ()
     """Top-level fields of the sample webhook's JSON that the connector turns into times: the
     hostile-input suite puts NaN and 1e300 there and expects a 400."""
@@ -157,7 +161,14 @@ class ConnectorHarness(ABC):
     def without_header(self, request: WebhookRequest, header: str) -> WebhookRequest:
         """The same request without one of its signature headers."""
         kept = {k: v for k, v in request.headers.items() if k.lower() != header.lower()}
-        return WebhookRequest(headers=kept, body=request.body, query=request.query)
+        return WebhookRequest(
+            headers=kept,
+            body=request.body,
+            query=request.query,
+            method=request.method,
+            path_params=request.path_params,
+            route=request.route,
+        )
 
     def redelivery(self, request: WebhookRequest) -> WebhookRequest:
         """The same webhook as the vendor redelivers it (retry headers, a fresh signature)."""
@@ -178,6 +189,11 @@ class ConnectorHarness(ABC):
     def fail_next_call(self, stand_in: Any, status: int, *, retry_after: float | None = None) -> None:
         """Make the stand-in answer the sample command's API call with HTTP `status` (and
         `Retry-After`), through the stand-in's own controls."""
+
+    def expected_error(self, status: int, default: type[ConnectorError]) -> type[ConnectorError]:
+        """The error the sink raises for the sample call answered `status` (the suite's table by
+        default). Override only where the vendor's protocol says otherwise, and say why."""
+        return default
 
     @abstractmethod
     def unsupported_command(self, ctx: ConnectorContext) -> Command:

@@ -10,9 +10,13 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from connectors.base import ConnectorContext, ConnectorParts, WebhookRequest, WebhookSource
+from connectors.base import ConnectorContext, ConnectorParts, WebhookRequest, WebhookRoute, WebhookSource
+from connectors.errors import ConnectorError, SkippableError
+from sandbox.contracts.github import github_contract
 from sandbox.contracts.jira import jira_contract
+from sandbox.github_api import FakeGitHub
 from sandbox.jira_api import FakeJira
+from sandbox.matrix_api import FakeMatrix, Room
 from sandbox.slack_api import FakeSlack
 from sandbox.slack_api import sign as slack_sign
 from schemas.commands import AddComment, Command, PostCard, command_id_for
@@ -25,6 +29,24 @@ from .harness import ConnectorHarness
 def _without(headers: Mapping[str, str] | None, names: tuple[str, ...]) -> dict[str, str]:
     lowered = {name.lower() for name in names}
     return {k: v for k, v in (headers or {}).items() if k.lower() not in lowered}
+
+
+def _card_in_thread(thread: ThreadRef) -> PostCard:
+    """A social sink's sample command: PROJ-1's card, answering the thread's root."""
+    record = TicketRecord(
+        ref=RecordRef(system="jira", key="PROJ-1"),
+        title="Checkout fails",
+        status="In Progress",
+        url="https://acme.atlassian.net/browse/PROJ-1",
+    )
+    return PostCard(
+        command_id=command_id_for("post_card", thread.id, record.ref.id, 0),
+        target=thread.platform,
+        reply_key=record.ref.id,
+        destination=thread,
+        record=record,
+        in_reply_to=thread.thread_id,
+    )
 
 
 class SlackHarness(ConnectorHarness):
@@ -96,20 +118,8 @@ class SlackHarness(ConnectorHarness):
 
     async def sample_command(self, stand_in: FakeSlack, ctx: ConnectorContext) -> Command:
         root = await stand_in.post_user_message(self.CHANNEL, "Is PROJ-1 back?")
-        record = TicketRecord(
-            ref=RecordRef(system="jira", key="PROJ-1"),
-            title="Checkout fails",
-            status="In Progress",
-            url="https://acme.atlassian.net/browse/PROJ-1",
-        )
-        thread = ThreadRef(platform=ctx.name, workspace=stand_in.team_id, channel=self.CHANNEL, thread_id=root)
-        return PostCard(
-            command_id=command_id_for("post_card", thread.id, record.ref.id, 0),
-            target=ctx.name,
-            reply_key=record.ref.id,
-            destination=thread,
-            record=record,
-            in_reply_to=root,
+        return _card_in_thread(
+            ThreadRef(platform=ctx.name, workspace=stand_in.team_id, channel=self.CHANNEL, thread_id=root)
         )
 
     def fail_next_call(self, stand_in: FakeSlack, status: int, *, retry_after: float | None = None) -> None:
@@ -218,6 +228,89 @@ class JiraHarness(ConnectorHarness):
         )
 
 
+class GitHubHarness(ConnectorHarness):
+    """Repository webhooks in (`X-Hub-Signature-256`), REST out (AddComment: one POST .../comments)."""
+
+    kind: ClassVar[str] = "github"
+    signature_headers = ("X-Hub-Signature-256",)
+
+    TOKEN = "github_pat_conformance_not_real_0123456789"
+    WEBHOOK_SECRET = "github-conformance-webhook-secret"
+    REPO = "acme/shop"
+
+    async def start_stand_in(self) -> FakeGitHub:
+        fake = FakeGitHub(token=self.TOKEN, webhook_secret=self.WEBHOOK_SECRET, contract=github_contract())
+        await fake.start()
+        fake.add_repo(self.REPO, private=True)
+        return fake
+
+    def config(self, stand_in: FakeGitHub) -> Mapping[str, Any]:
+        return {"api_url": stand_in.url, "token": self.TOKEN, "webhook_secret": self.WEBHOOK_SECRET}
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.TOKEN, self.WEBHOOK_SECRET)
+
+    async def _issue(self, stand_in: FakeGitHub) -> None:
+        if stand_in.issue(self.REPO, 1) is None:
+            await stand_in.put_issue(self.REPO, "Checkout is down", assignee="ada", labels=["bug"])
+
+    async def sample_webhook(self, stand_in: FakeGitHub) -> WebhookRequest:
+        await self._issue(stand_in)
+        body, headers = stand_in.signed("issues", stand_in.issue_event("opened", self.REPO, 1))
+        return WebhookRequest(headers=headers, body=body)
+
+    def sign(
+        self, body: bytes, *, headers: Mapping[str, str] | None = None, secret: str | None = None
+    ) -> WebhookRequest:
+        digest = hmac.new((secret or self.WEBHOOK_SECRET).encode(), body, hashlib.sha256).hexdigest()
+        kept = {"X-GitHub-Event": "issues", **_without(headers, self.signature_headers)}
+        return WebhookRequest(headers={**kept, "X-Hub-Signature-256": f"sha256={digest}"}, body=body)
+
+    def redelivery(self, request: WebhookRequest) -> WebhookRequest:
+        # A redelivery (from the webhook's Recent Deliveries, or the API) keeps X-GitHub-Delivery.
+        return self.sign(request.body, headers=request.headers)
+
+    def malformed_bodies(self) -> dict[str, bytes]:
+        return {
+            **super().malformed_bodies(),
+            "issues-without-action": json.dumps(
+                {"issue": {"number": 1}, "repository": {"full_name": self.REPO}}
+            ).encode(),
+            "issues-without-repository": json.dumps({"action": "opened", "issue": {"number": 1}}).encode(),
+            "issues-without-issue-number": json.dumps(
+                {"action": "opened", "issue": {"title": "x"}, "repository": {"full_name": self.REPO}}
+            ).encode(),
+        }
+
+    async def sample_command(self, stand_in: FakeGitHub, ctx: ConnectorContext) -> Command:
+        await self._issue(stand_in)
+        thread = ThreadRef(platform="slack", workspace="T0001", channel="C0CONFORM01", thread_id="1700000000.000100")
+        key = f"{self.REPO}#1"
+        return AddComment(
+            command_id=command_id_for("add_comment", key, thread.id),
+            target=ctx.name,
+            record=RecordRef(system=ctx.name, key=key),
+            thread=thread,
+            body="Discussed in a Slack thread",
+            permalink="https://acme.slack.com/archives/C0CONFORM01/p1700000000000100",
+        )
+
+    def fail_next_call(self, stand_in: FakeGitHub, status: int, *, retry_after: float | None = None) -> None:
+        stand_in.fail_next(
+            status, retry_after=retry_after, path_prefix=f"/repos/{self.REPO}/issues/1/comments", method="POST"
+        )
+
+    def unsupported_command(self, ctx: ConnectorContext) -> Command:
+        thread = ThreadRef(platform="slack", workspace="T0001", channel="C0CONFORM01", thread_id="1700000000.000100")
+        return PostCard(
+            command_id="post_card-conformance",
+            target=ctx.name,
+            destination=thread,
+            record=TicketRecord(ref=RecordRef(system=ctx.name, key=f"{self.REPO}#1"), title="Checkout is down"),
+            in_reply_to=thread.thread_id,
+        )
+
+
 class _NoStandIn:
     """MQTT has no webhook and no sink, so no HTTP stand-in: the suite's checks are skipped for it.
     Its stream source is tested against a real Mosquitto in tests/integration/test_mqtt_source.py."""
@@ -289,5 +382,99 @@ class OpcuaHarness(MqttHarness):
         return {}  # no webhook: bad OPC UA values are dead-lettered (test_opcua_source.py)
 
 
+class MatrixHarness(ConnectorHarness):
+    """Application service transactions in (`Authorization: Bearer <hs_token>`), client-server API
+    out as the service's user (PostCard: one PUT .../send/m.room.message/{txnId})."""
+
+    kind: ClassVar[str] = "matrix"
+    signature_headers = ("Authorization",)
+    signs_body = False  # a bearer hs_token, not a signature: a tampered body cannot be told apart
+
+    AS_TOKEN = "matrix-conformance-as-token-not-real"
+    HS_TOKEN = "matrix-conformance-hs-token-not-real"
+    ROUTE = WebhookRoute("PUT", "/_matrix/app/v1/transactions/{txnId}")
+    USER = "@ada:localhost"
+
+    async def start_stand_in(self) -> FakeMatrix:
+        fake = FakeMatrix(as_token=self.AS_TOKEN)
+        await fake.start()
+        fake.add_room(members=(self.USER,))
+        return fake
+
+    def _room(self, stand_in: FakeMatrix) -> Room:
+        return next(iter(stand_in.rooms.values()))
+
+    def config(self, stand_in: FakeMatrix) -> Mapping[str, Any]:
+        return {
+            "homeserver_url": stand_in.url,
+            "server_name": "localhost",  # the stand-in's
+            "as_token": self.AS_TOKEN,
+            "hs_token": self.HS_TOKEN,
+        }
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.AS_TOKEN, self.HS_TOKEN)
+
+    async def sample_webhook(self, stand_in: FakeMatrix) -> WebhookRequest:
+        event = stand_in.post_user_message(self._room(stand_in), self.USER, "Checkout fails again, see PROJ-1")
+        txn_id, body = stand_in.transaction([event])
+        request = self.sign(body, headers={"Content-Type": "application/json"})
+        request.path_params = {"txnId": txn_id}
+        return request
+
+    def sign(
+        self, body: bytes, *, headers: Mapping[str, str] | None = None, secret: str | None = None
+    ) -> WebhookRequest:
+        # A fresh txnId per body: what the homeserver sends anew (a redelivery keeps the request's).
+        txn_id = hashlib.sha256(body).hexdigest()[:16]
+        return WebhookRequest(
+            headers={**_without(headers, self.signature_headers), "Authorization": f"Bearer {secret or self.HS_TOKEN}"},
+            body=body,
+            method="PUT",
+            path_params={"txnId": txn_id},
+            route=self.ROUTE,
+        )
+
+    def malformed_bodies(self) -> dict[str, bytes]:
+        event = {"type": "m.room.message", "room_id": "!r:localhost", "sender": self.USER, "content": {}}
+        return {
+            **super().malformed_bodies(),
+            "without-events": json.dumps({"ephemeral": []}).encode(),
+            "events-not-a-list": json.dumps({"events": {"0": event}}).encode(),
+        }
+
+    async def sample_command(self, stand_in: FakeMatrix, ctx: ConnectorContext) -> Command:
+        room = self._room(stand_in)
+        root = stand_in.post_user_message(room, self.USER, "Is PROJ-1 back?")["event_id"]
+        return _card_in_thread(
+            ThreadRef(platform=ctx.name, workspace=stand_in.server_name, channel=room.room_id, thread_id=root)
+        )
+
+    def fail_next_call(self, stand_in: FakeMatrix, status: int, *, retry_after: float | None = None) -> None:
+        stand_in.fail_next(status, retry_after=retry_after, path_contains="/send/")
+
+    def expected_error(self, status: int, default: type[ConnectorError]) -> type[ConnectorError]:
+        # 403 M_FORBIDDEN is about the room (not joined, no power there), not the credential: that
+        # one command is skipped with the reason; a refused as_token is a 401 (AuthError, fatal).
+        return SkippableError if status == 403 else default
+
+    def unsupported_command(self, ctx: ConnectorContext) -> Command:
+        thread = ThreadRef(platform=ctx.name, workspace="localhost", channel="!r:localhost", thread_id="$root")
+        return AddComment(
+            command_id="add_comment-conformance",
+            target=ctx.name,
+            record=RecordRef(system="jira", key="PROJ-1"),
+            thread=thread,
+            body="Discussed in a Matrix thread",
+        )
+
+
 #: Every connector's harness; the suite fails when a registered connector has none.
-HARNESSES: tuple[ConnectorHarness, ...] = (SlackHarness(), JiraHarness(), MqttHarness(), OpcuaHarness())
+HARNESSES: tuple[ConnectorHarness, ...] = (
+    SlackHarness(),
+    JiraHarness(),
+    GitHubHarness(),
+    MqttHarness(),
+    MatrixHarness(),
+    OpcuaHarness(),
+)

@@ -18,7 +18,16 @@ from connectors.slack.client import SlackClient, TransientAnswer
 from connectors.slack.mapping import SlackIdentity
 from connectors.slack.sink import SlackSink, slack_address
 from sandbox.slack_api import FakeSlack
-from schemas.commands import AddComment, Command, DeleteCard, PostCard, PostMessage, UpdateCard, command_id_for
+from schemas.commands import (
+    AddComment,
+    AddReaction,
+    Command,
+    DeleteCard,
+    PostCard,
+    PostMessage,
+    UpdateCard,
+    command_id_for,
+)
 from schemas.envelope import Envelope
 from schemas.outcomes import Effect
 from schemas.records import RecordRef, TicketRecord
@@ -428,3 +437,20 @@ async def test_client_sends_slack_form_encoding() -> None:
         "blocks": '[{"type":"divider"}]',
         "thread_ts": "1.1",
     }
+
+
+async def test_a_reaction_is_added_with_reactions_add_and_one_already_there_is_done(
+    fake_slack: FakeSlack, sink: SlackSink
+) -> None:
+    root = await fake_slack.post_user_message(CHANNEL, "@threadlink ticket please")
+    seen = AddReaction(command_id="r1", target="slack", destination=thread(root), message_id=root, reaction="eyes")
+
+    assert await execute(sink, seen) == Effect(message_id=root)
+    (call,) = fake_slack.calls("reactions.add")
+    assert (call.params["channel"], call.params["timestamp"], call.params["name"]) == (CHANNEL, root, "eyes")
+    assert fake_slack.reactions_by_threadlink(CHANNEL, root) == ["eyes"]
+
+    again = await execute(sink, seen.model_copy(update={"command_id": "r2"}))  # a replay: already_reacted
+    assert again.skipped == "the reaction was already there"
+    assert sink.lanes(seen)[0].name == "method:reactions.add"
+    fake_slack.assert_no_violations()

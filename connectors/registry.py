@@ -11,6 +11,7 @@ PLUGINS: dict[str, str] = {
     "slack": "connectors.slack.connector",
     "jira": "connectors.jira.connector",
     "mqtt": "connectors.mqtt.connector",
+    "redmine": "connectors.redmine.connector",
 }
 
 

@@ -73,7 +73,13 @@ class RedmineSink(Sink):
         """Find-before-create: the marker at the end of the subject names the ticket already
         opened for the thread (by an attempt whose answer was lost, or before a restart)."""
         marker = thread_marker(command.thread)
-        for issue in await self.client.find_by_subject(marker, project=command.project):
+        try:
+            found = await self.client.find_by_subject(marker, project=command.project)
+        except NotFoundError:
+            raise SkippableError(
+                f"redmine: no project {command.project!r}, or threadlink's user is not a member of it"
+            ) from None
+        for issue in found:
             if isinstance(issue.get("id"), int) and marker in str(issue.get("subject", "")):
                 log.info("redmine: %s already has ticket #%s", command.thread.id, issue["id"])
                 return self._created(str(issue["id"]), recovered=True)

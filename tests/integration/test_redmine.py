@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from connectors.base import ConnectorContext
-from connectors.errors import AuthError
+from connectors.errors import AuthError, SkippableError
 from connectors.redmine.config import RedmineConfig
 from connectors.redmine.connector import build
 from connectors.redmine.source import RedmineIssuesPoller
@@ -195,6 +195,8 @@ async def test_sink_opens_one_ticket_per_thread_adds_notes_and_looks_issues_up(
         kinds = [p.envelope.data.kind for p in publisher.published]
         assert kinds == ["ticket", "missing"]
         assert publisher.published[0].envelope.data.title.startswith("Checkout is down [tl-")
+        with pytest.raises(SkippableError, match="no project"):
+            await sink.execute(create.model_copy(update={"project": "no-such-project"}), envelope)
     finally:
         await sink.stop()
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.base import ConnectorContext, Cursor, PollingSource, PollResult
-from connectors.errors import ConnectorError, NotFoundError
+from connectors.errors import ConnectorError, FatalError, NotFoundError
 from connectors.redmine.client import RedmineClient, redmine_time
 from connectors.redmine.config import RedmineConfig
 from connectors.redmine.mapping import comments_from_journals, issue_key, parse_redmine_time, ticket_from_issue
@@ -85,9 +85,15 @@ class RedmineIssuesPoller(PollingSource):
         newest, newest_seen = since, dict(seen)
         offset, more = 0, False
         for _ in range(self.config.max_pages_per_poll):
-            page = await self.client.issues_updated_since(
-                since, project=self.project, offset=offset, limit=self.config.page_size
-            )
+            try:
+                page = await self.client.issues_updated_since(
+                    since, project=self.project, offset=offset, limit=self.config.page_size
+                )
+            except NotFoundError:
+                raise FatalError(
+                    f"redmine: no project {self.project!r}, or threadlink's user is not a member of it; "
+                    "check `projects` in the connector's config"
+                ) from None
             issues = [i for i in page.get("issues") or [] if isinstance(i, dict)]
             for issue in issues:
                 key, updated_on = issue_key(issue), str(issue.get("updated_on") or "")

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from connectors.base import ConnectorContext
-from connectors.errors import AuthError, BackpressureError, NotFoundError, RetriableError, SkippableError
+from connectors.errors import AuthError, BackpressureError, FatalError, NotFoundError, RetriableError, SkippableError
 from connectors.redmine.client import RedmineClient
 from connectors.redmine.config import RedmineConfig
 from connectors.redmine.mapping import comments_from_journals, thread_marker, ticket_from_issue, ticket_subject
@@ -324,3 +324,12 @@ def test_the_documented_config_and_mention_patterns_work_together_with_jiras() -
         "OPS-7 is like Redmine #42 and redmine#43, see https://redmine.acme.com/issues/44; not #45 or RM-x"
     )
     assert [ref.id for ref in found] == ["jira:OPS-7", "redmine:42", "redmine:43", "redmine:44"]
+
+
+async def test_a_poller_of_a_project_that_does_not_exist_says_which_and_how_to_fix_it(fake: FakeRedmine) -> None:
+    poller = RedmineIssuesPoller(settings(fake, since=datetime(2026, 1, 1, tzinfo=UTC)), context(), project="nope")
+    try:
+        with pytest.raises(FatalError, match=r"no project 'nope'.*check `projects`"):
+            await poller.poll(poller.initial_cursor)
+    finally:
+        await poller.stop()

@@ -9,6 +9,8 @@ become RecordComments.
 The cursor is `{"since": <updated_on of the newest issue published>, "seen": {<id>: <updated_on>}}`:
 Redmine's filter has whole seconds and is inclusive, so the next poll asks again from `since`
 and skips the issues of that second it already published (`seen`, unless they changed again).
+A poll that read its pages without getting past `since` (more issues changed in one second than
+a poll reads) adds `"offset"`, where the next one goes on with the listing.
 Event ids are `<connector>:issue:<id>:<updated_on>` and `<connector>:journal:<id>`, so a
 record published twice (a zombie's aborted transaction aside) is recognisable downstream.
 """
@@ -83,7 +85,11 @@ class RedmineIssuesPoller(PollingSource):
             return PollResult(cursor={"since": redmine_time(datetime.now(UTC)), "seen": {}})
         events_out: list[tuple[str, str, Envelope[Any]]] = []
         newest, newest_seen = since, dict(seen)
-        offset, more = 0, False
+        # Resumes the listing where a poll that got no further than `since` stopped (more issues
+        # of one second than a poll reads); any progress in time starts the listing afresh.
+        offset = cursor.get("offset", 0) if isinstance(cursor, dict) else 0
+        offset = offset if isinstance(offset, int) and offset >= 0 else 0
+        more = False
         for _ in range(self.config.max_pages_per_poll):
             try:
                 page = await self.client.issues_updated_since(
@@ -109,7 +115,10 @@ class RedmineIssuesPoller(PollingSource):
             more = bool(issues) and isinstance(total, int) and offset < total
             if not more:
                 break
-        return PollResult(events=events_out, cursor={"since": newest, "seen": newest_seen}, more=more)
+        next_cursor: dict[str, Any] = {"since": newest, "seen": newest_seen}
+        if more and newest == since:
+            next_cursor["offset"] = offset
+        return PollResult(events=events_out, cursor=next_cursor, more=more)
 
     async def _issue_events(self, issue: dict[str, Any], since: str) -> list[tuple[str, str, Envelope[Any]]]:
         record = ticket_from_issue(issue, system=self.ctx.name, config=self.config, project=self.project)

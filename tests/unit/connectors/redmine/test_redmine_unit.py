@@ -227,6 +227,21 @@ async def test_the_first_poll_without_a_checkpoint_starts_now_and_publishes_noth
     assert result.events == [] and read_cursor(result.cursor)[0] is not None
 
 
+async def drain(poller: RedmineIssuesPoller, cursor: Any, *, polls: int, per_poll: int) -> tuple[list[Any], Any]:
+    """Polls as the runtime does while a result says `more` (at most `polls` times); returns the
+    upserted envelopes and the last cursor. Fails when a poll publishes more than `per_poll`."""
+    published: list[Any] = []
+    for _ in range(polls):
+        result = await poller.poll(cursor)
+        upserted = [e for _, _, e in result.events if e.type.endswith("upserted")]
+        assert len(upserted) <= per_poll
+        published += upserted
+        cursor = result.cursor
+        if not result.more:
+            return published, cursor
+    raise AssertionError(f"still more after {polls} polls: the poller stalled")
+
+
 async def test_polls_page_through_a_backlog_in_bounded_polls_then_publish_nothing_new(
     fake: FakeRedmine, clock: Clock
 ) -> None:
@@ -238,17 +253,11 @@ async def test_polls_page_through_a_backlog_in_bounded_polls_then_publish_nothin
     poller = RedmineIssuesPoller(
         settings(fake, since=since, page_size=2, max_pages_per_poll=2), context(), project="ops"
     )
-    published: list[str] = []
-    cursor = poller.initial_cursor
     try:
-        for _ in range(10):
-            result = await poller.poll(cursor)
-            published += [e.id for _, _, e in result.events if e.type.endswith("upserted")]
-            cursor = result.cursor
-            assert len([e for _, _, e in result.events if e.type.endswith("upserted")]) <= 4
-            if not result.more:
-                break
-        assert sorted(published) == sorted(f"rm:issue:{n}:{fake.issues[n]['updated_on']}" for n in range(1, 8))
+        published, cursor = await drain(poller, poller.initial_cursor, polls=10, per_poll=4)
+        assert sorted(e.id for e in published) == sorted(
+            f"rm:issue:{n}:{fake.issues[n]['updated_on']}" for n in range(1, 8)
+        )
         again = await poller.poll(cursor)
         assert again.events == [] and again.cursor == cursor
 
@@ -333,3 +342,21 @@ async def test_a_poller_of_a_project_that_does_not_exist_says_which_and_how_to_f
             await poller.poll(poller.initial_cursor)
     finally:
         await poller.stop()
+
+
+async def test_more_issues_in_one_second_than_a_poll_reads_are_all_published_once(
+    fake: FakeRedmine, clock: Clock
+) -> None:
+    since = clock.now
+    for n in range(7):
+        fake.put_issue("ops", f"Bulk edit {n}")  # one second, as a bulk edit does
+    poller = RedmineIssuesPoller(
+        settings(fake, since=since, page_size=2, max_pages_per_poll=1), context(), project="ops"
+    )
+    try:
+        published, cursor = await drain(poller, poller.initial_cursor, polls=6, per_poll=2)
+        again = await poller.poll(cursor)
+    finally:
+        await poller.stop()
+    assert sorted(e.subject for e in published) == sorted(f"rm:{n}" for n in range(1, 8))
+    assert again.events == []

@@ -11,6 +11,7 @@ Recipe: ../shared/docs/real-servers.md, "Redmine".
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -38,6 +39,7 @@ APT = ("apt-get", "-o", "DPkg::Lock::Timeout=600")
 SERVER = ("bundle", "exec", "rails", "server", "-b", "127.0.0.1", "-e", "production")
 RUN_ENV = {"REDMINE_INSTANCE": "default", "RAILS_ENV": "production"}
 PROJECT = "threadlink"
+SETUP_LOCK = Path(tempfile.gettempdir()) / "threadlink-redmine-setup.lock"
 
 
 class RedmineError(RuntimeError):
@@ -151,11 +153,14 @@ class Redmine:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 120.0) -> None:
-        self.timings["install_s"] = ensure_installed()
-        began = time.monotonic()
-        ensure_prepared()
-        self.api_key = configure()
-        self.timings["configure_s"] = time.monotonic() - began
+        # One set-up at a time on a machine: test sessions side by side share the package's files.
+        with SETUP_LOCK.open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.timings["install_s"] = ensure_installed()
+            began = time.monotonic()
+            ensure_prepared()
+            self.api_key = configure()
+            self.timings["configure_s"] = time.monotonic() - began
         began = time.monotonic()
         shutil.chown(self.log_path.parent, "www-data", "www-data")  # rails writes its pid file there
         with self.log_path.open("wb") as log:

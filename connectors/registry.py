@@ -14,6 +14,7 @@ PLUGINS: dict[str, str] = {
     "mqtt": "connectors.mqtt.connector",
     "matrix": "connectors.matrix.connector",
     "opcua": "connectors.opcua.connector",
+    "redmine": "connectors.redmine.connector",
 }
 
 

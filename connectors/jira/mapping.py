@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from connectors.errors import SkippableError
 from connectors.jira.config import JiraConfig
-from connectors.runtime.payloads import epoch_time
+from connectors.runtime.payloads import epoch_time, iso_time
 from schemas.records import RecordComment, RecordRef, TicketRecord, version_of
 from schemas.social import ThreadRef
 from schemas.visibility import Visibility, narrowest
@@ -28,13 +28,7 @@ def parse_jira_time(value: Any) -> datetime | None:
     """Jira writes `2024-01-17T12:34:00.000+0000`; webhooks carry epoch milliseconds."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return epoch_time(value, what="jira timestamp", unit_s=0.001)  # 1e300 or NaN: a 400, not an OverflowError
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return iso_time(value)
 
 
 def project_of_key(key: str) -> str | None:

@@ -67,6 +67,18 @@ def epoch_time(value: Any, *, what: str, unit_s: float = 1.0) -> datetime:
         raise InvalidPayload(f"{what} is out of range for a time") from None
 
 
+def iso_time(value: Any) -> datetime | None:
+    """An ISO 8601 string (`2024-01-17T12:34:00Z`, `...000+0000`) as an aware datetime (UTC when
+    it names no zone); None for anything else, so a missing or odd time is just unknown."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def _depth_exceeds(document: Any, limit: int) -> bool:
     stack: list[tuple[Any, int]] = [(document, 1)]
     while stack:

@@ -12,6 +12,7 @@ from schemas.topics import TopicNames
 from threadlink.config import Settings
 from threadlink.topics_admin import apply_topics
 
+from .redmine_server import Redmine, RedmineError
 from .synapse_server import SERVER_NAME, AppService, Synapse, SynapseError
 
 
@@ -50,5 +51,19 @@ def synapse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synapse]:
         server.start()
     except SynapseError as exc:
         pytest.fail(f"could not start Synapse: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redmine() -> Iterator[Redmine]:
+    """A real Redmine 5 (Debian's package, installed here when missing) on a free 127.0.0.1 port,
+    SQLite, REST API on, login required; shared by every Redmine test (it takes seconds to start)."""
+    server = Redmine()
+    try:
+        server.start()
+    except RedmineError as exc:
+        pytest.fail(f"could not start Redmine: {exc}")
+    print(f"redmine: {server.timings}")
     yield server
     server.stop()

@@ -17,6 +17,7 @@ from sandbox.contracts.jira import jira_contract
 from sandbox.github_api import FakeGitHub
 from sandbox.jira_api import FakeJira
 from sandbox.matrix_api import FakeMatrix, Room
+from sandbox.redmine_api import FakeRedmine
 from sandbox.slack_api import FakeSlack
 from sandbox.slack_api import sign as slack_sign
 from schemas.commands import AddComment, Command, PostCard, command_id_for
@@ -324,7 +325,24 @@ class _NoStandIn:
         return None
 
 
-class MqttHarness(ConnectorHarness):
+class _NoWebhookHarness(ConnectorHarness):
+    """A connector without webhook sources: the webhook checks are skipped, these never called."""
+
+    signature_headers = ()
+
+    async def sample_webhook(self, stand_in: Any) -> WebhookRequest:
+        raise NotImplementedError
+
+    def sign(
+        self, body: bytes, *, headers: Mapping[str, str] | None = None, secret: str | None = None
+    ) -> WebhookRequest:
+        raise NotImplementedError
+
+    def malformed_bodies(self) -> dict[str, bytes]:
+        return {}
+
+
+class MqttHarness(_NoWebhookHarness):
     kind = "mqtt"
     signature_headers = ()
 
@@ -337,14 +355,6 @@ class MqttHarness(ConnectorHarness):
 
     def secrets(self) -> tuple[str, ...]:
         return ("mqtt-conformance-secret",)
-
-    async def sample_webhook(self, stand_in: Any) -> WebhookRequest:
-        raise NotImplementedError
-
-    def sign(
-        self, body: bytes, *, headers: Mapping[str, str] | None = None, secret: str | None = None
-    ) -> WebhookRequest:
-        raise NotImplementedError
 
     def malformed_bodies(self) -> dict[str, bytes]:
         return {}  # no webhook: malformed MQTT payloads are dead-lettered (test_mqtt_source.py)
@@ -469,6 +479,53 @@ class MatrixHarness(ConnectorHarness):
         )
 
 
+class RedmineHarness(_NoWebhookHarness):
+    """No webhooks (Redmine has none: its poller is tested against a real Redmine in
+    tests/integration/test_redmine.py); REST out (AddComment: one PUT /issues/N.json)."""
+
+    kind = "redmine"
+
+    API_KEY = "redmine-conformance-key-not-real"
+    PROJECT = "ops"
+
+    async def start_stand_in(self) -> FakeRedmine:
+        fake = FakeRedmine(api_key=self.API_KEY)
+        await fake.start()
+        fake.put_project(self.PROJECT)
+        return fake
+
+    def config(self, stand_in: FakeRedmine) -> Mapping[str, Any]:
+        return {"base_url": stand_in.url, "api_key": self.API_KEY, "projects": [self.PROJECT]}
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.API_KEY,)
+
+    async def sample_command(self, stand_in: FakeRedmine, ctx: ConnectorContext) -> Command:
+        issue = stand_in.issues.get(1) or stand_in.put_issue(self.PROJECT, "Checkout is down")
+        thread = ThreadRef(platform="slack", workspace="T0001", channel="C0CONFORM01", thread_id="1700000000.000100")
+        return AddComment(
+            command_id=command_id_for("add_comment", str(issue["id"]), thread.id),
+            target=ctx.name,
+            record=RecordRef(system=ctx.name, key=str(issue["id"])),
+            thread=thread,
+            body="Discussed in a Slack thread",
+            permalink="https://acme.slack.com/archives/C0CONFORM01/p1700000000000100",
+        )
+
+    def fail_next_call(self, stand_in: FakeRedmine, status: int, *, retry_after: float | None = None) -> None:
+        stand_in.fail_next(status, retry_after=retry_after, path_prefix="/issues/1.json")
+
+    def unsupported_command(self, ctx: ConnectorContext) -> Command:
+        thread = ThreadRef(platform="slack", workspace="T0001", channel="C0CONFORM01", thread_id="1700000000.000100")
+        return PostCard(
+            command_id="post_card-conformance",
+            target=ctx.name,
+            destination=thread,
+            record=TicketRecord(ref=RecordRef(system=ctx.name, key="1"), title="Checkout is down"),
+            in_reply_to=thread.thread_id,
+        )
+
+
 #: Every connector's harness; the suite fails when a registered connector has none.
 HARNESSES: tuple[ConnectorHarness, ...] = (
     SlackHarness(),
@@ -477,4 +534,5 @@ HARNESSES: tuple[ConnectorHarness, ...] = (
     MqttHarness(),
     MatrixHarness(),
     OpcuaHarness(),
+    RedmineHarness(),
 )

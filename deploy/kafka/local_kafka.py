@@ -34,7 +34,10 @@ from pathlib import Path
 KAFKA_DIR = Path(__file__).resolve().parent
 LIB_DIR = KAFKA_DIR / "lib"
 DEFAULT_STATE_DIR = KAFKA_DIR.parent.parent / ".run" / "kafka"
-HEAP = os.environ.get("THREADLINK_KAFKA_HEAP", "-Xmx512m")
+#: The test suite creates a namespace of topics per test: some 13,000 partitions in a day of runs
+#: filled 512 MiB until the broker spent its time in full GCs and its own controller heartbeats
+#: timed out (OutOfMemoryError in server.log). Partition metadata is what grows, so 2 GiB.
+HEAP = os.environ.get("THREADLINK_KAFKA_HEAP", "-Xmx2g")
 READY_TIMEOUT_S = float(os.environ.get("THREADLINK_KAFKA_READY_TIMEOUT", "90"))
 
 

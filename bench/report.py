@@ -172,7 +172,7 @@ def write(out: Path, record: dict[str, Any]) -> list[Path]:
     json_path, md_path = out / "results.json", out / "results.md"
     earlier = load_runs(json_path)
     carry_over(record, next((r for r in reversed(earlier) if r.get("label") == record.get("label")), None))
-    runs = [r for r in earlier if r.get("label") and r.get("label") != record.get("label")]
+    runs = [r for r in earlier if r.get("label") != record.get("label")]  # the latest unlabelled run stays
     runs.append(record)
     json_path.write_text(json.dumps({"format": FORMAT, "runs": runs}, indent=2) + "\n")
     md_path.write_text(render(runs))

@@ -13,7 +13,7 @@ import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from schemas.topics import STREAM_PARTITIONS
-from streams import agents, faust_fixes, lag, queries, reach_timer, subscriptions
+from streams import agents, faust_fixes, lag, queries, reach_timer, subscriptions, table_sizes
 from streams import tables as table_defs
 from streams import topics as topic_defs
 from streams.flows.link import LinkFlow
@@ -107,6 +107,7 @@ def create_app(settings: Settings) -> StreamsContext:
     ctx.flow = agents.register(ctx)
     queries.register(ctx)
     reach_timer.register(ctx)
+    table_sizes.register(ctx)
     names = ctx.topics.names
     lag.register(app, [names.social_events, names.records, names.record_comments, names.link_requests, names.outcomes])
     return ctx

@@ -180,6 +180,12 @@ ROWS: list[tuple[str, list[dict[str, Any]]]] = [
                 ],
             ),
             panel(
+                "Table sizes: flow state",
+                "Keys of the flows' tables (records, threads, the Reach watch), summed over the workers' own "
+                "partitions (RocksDB's estimate).",
+                [("sum by (table) (threadlink_stream_table_keys{" + ENV + "})", "{{table}}")],
+            ),
+            panel(
                 "Table sizes: sink ledgers",
                 "Done commands each sink remembers (its ledger table), which a restart reads back.",
                 [("sum by (connector) (threadlink_sink_ledger_entries{" + CONN + "})", "{{connector}}")],

@@ -20,6 +20,7 @@ MODULES = (
     "streams.flows.escalate",
     "streams.flows.reach",
     "streams.reach_timer",
+    "streams.table_sizes",
     "streams.flows.runner",
     "streams.lag",
 )

@@ -190,3 +190,25 @@ def test_threadlink_links_prints_the_answers_for_a_person_and_as_json(workers: l
     unknown = links_cli("record", "jira:NOPE-1", "--worker", workers[0])
     assert unknown.returncode == 1 and "no mention of record 'jira:NOPE-1'" in unknown.stderr
     assert "Traceback" not in unknown.stderr
+
+
+def table_keys(url: str, table: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    line = next(
+        (ln for ln in text.splitlines() if ln.startswith(f'threadlink_stream_table_keys{{table="{table}"}}')), ""
+    )
+    return float(line.split()[-1]) if line else 0.0
+
+
+def test_the_workers_table_sizes_add_up_to_what_the_flows_hold(workers: list[str]) -> None:
+    # RocksDB's estimate of the keys on each worker's own partitions: the tickets' and the
+    # threads' states (the gauge is refreshed every 30 s).
+    wait_for(
+        lambda: (
+            sum(table_keys(url, "records") for url in workers) >= TICKETS
+            and sum(table_keys(url, "threads") for url in workers) >= TICKETS
+        ),
+        timeout_s=120,
+        interval_s=2,
+        what="the table-size gauges",
+    )

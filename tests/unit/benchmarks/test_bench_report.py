@@ -60,3 +60,18 @@ def test_a_full_run_carries_nothing(tmp_path: Path) -> None:
 
     (latest,) = json.loads((tmp_path / "results.json").read_text())["runs"]
     assert latest["date"] == "2026-12-02" and "carried_over" not in latest
+
+
+def test_a_labelled_run_keeps_the_latest_unlabelled_one_beside_it(tmp_path: Path) -> None:
+    report.write(tmp_path, run("2026-12-01"))
+    labelled = run("2026-12-02", link_flow=dict(SKIPPED))
+    labelled["label"] = "after"
+
+    report.write(tmp_path, labelled)
+    report.write(tmp_path, run("2026-12-03"))  # a new latest replaces the old latest, not the label
+
+    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert sorted((r.get("label") or "latest", r["date"]) for r in runs) == [
+        ("after", "2026-12-02"),
+        ("latest", "2026-12-03"),
+    ]

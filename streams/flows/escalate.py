@@ -88,12 +88,12 @@ class Escalate:
             return self._on_message(thread, event, envelope)
         if isinstance(event, SocialReaction):
             if event.action == "added" and not event.author.is_threadlink and event.reaction == self.settings.reaction:
-                return self._request(
+                return self.request_ticket(
                     thread, event.thread, envelope, asked_by=_who(event.author), place=event.channel_visibility
                 )
             return []
         if isinstance(event, SocialAction) and event.action_id == OPEN_TICKET_ACTION and not event.author.is_threadlink:
-            return self._request(
+            return self.request_ticket(
                 thread, event.thread, envelope, asked_by=_who(event.author), place=event.channel_visibility
             )
         return []
@@ -102,7 +102,7 @@ class Escalate:
         if message.author.is_threadlink:
             return []  # never our own words: no loops
         if message.action == "posted" and self._is_command(message):
-            return self._request(
+            return self.request_ticket(
                 thread, message.thread, envelope, asked_by=_who(message.author), place=message.channel_visibility
             )
         escalation = thread.escalation
@@ -132,7 +132,7 @@ class Escalate:
     def _is_command(self, message: SocialMessage) -> bool:
         return self._command is not None and message.mentions_threadlink and bool(self._command.search(message.text))
 
-    def _request(
+    def request_ticket(
         self,
         thread: ThreadState,
         where: ThreadRef,

@@ -333,7 +333,7 @@ class ReachFlow:
         """Escalate's own request: one ticket per thread, however many rules and steps ask."""
         if not self.escalate.enabled:
             return []
-        return self.escalate._request(
+        return self.escalate.request_ticket(
             state, thread, envelope, asked_by=f"threadlink ({why})", place=place, acknowledge=False
         )
 

@@ -234,3 +234,16 @@ def command(t: Thread, text: str, message_id: str) -> SocialMessage:
         text=text,
         mentions_threadlink=True,
     )
+
+
+def test_one_message_mentions_at_most_20_subscribers_and_one_subscribe_takes_at_most_10_records() -> None:
+    t = Thread()
+    for n in range(30):
+        t.flow.subscriptions.put(
+            Subscription(platform="slack", workspace="T1", user_id=f"U0{n:03d}", about="keyword", value="scanner")
+        )
+    [notice] = [e.envelope.data for e in t.say("the scanner is offline") if isinstance(e.envelope.data, PostMessage)]
+    assert len(notice.mentions) == 20
+    t.state.named["100.9"] = [f"jira:SUP-{n}" for n in range(25)]
+    emits = t.flow.on_social(t.state, envelope(command(t, "<@U0TL> subscribe them all", "100.9")))
+    assert len(subscribed(emits)) == 10

@@ -95,6 +95,8 @@ class Delivery:
     """HTTP status of the answer; None for a timeout or a refused connection."""
     reason: str | None = None
     """Why it failed, in Slack's words (http_error, http_timeout, connection_failed)."""
+    at: float = 0.0
+    """When the answer (or the failure) came, on the stand-in's clock."""
 
 
 @dataclass
@@ -392,7 +394,8 @@ class FakeSlack:
         payload = self._events_by_id[event_id]
         if retry_num is None:
             retry_num = min(MAX_RETRIES, sum(1 for d in self.deliveries if d.event_id == event_id) or 1)
-        return await self._attempt(payload, retry_num, reason)
+        status, _failure = await self._attempt(payload, retry_num, reason)
+        return status
 
     async def verify_events_url(self) -> bool:
         """What Slack does when the Request URL is set: a url_verification challenge."""
@@ -811,14 +814,16 @@ class FakeSlack:
         for retry_num in range(MAX_RETRIES + 1):
             if retry_num:
                 await asyncio.sleep(self.retry_delays_s[min(retry_num - 1, len(self.retry_delays_s) - 1)])
-            status = await self._attempt(payload, retry_num, reason)
+            status, reason = await self._attempt(payload, retry_num, reason)
             if status is not None and 200 <= status < 300:
                 return status
-            reason = self.deliveries[-1].reason
         log.warning("sandbox slack: event %s not accepted after %d retries", payload["event_id"], MAX_RETRIES)
         return status
 
-    async def _attempt(self, payload: dict[str, Any], retry_num: int, reason: str | None) -> int | None:
+    async def _attempt(
+        self, payload: dict[str, Any], retry_num: int, reason: str | None
+    ) -> tuple[int | None, str | None]:
+        """(status, failure reason) of one delivery."""
         body = json.dumps(payload).encode()
         headers = self._signed(body)
         if retry_num:
@@ -834,8 +839,8 @@ class FakeSlack:
             status, failure = None, "http_timeout"
         except aiohttp.ClientError:
             status, failure = None, "connection_failed"
-        self.deliveries.append(Delivery(payload["event_id"], retry_num, status, failure))
-        return status
+        self.deliveries.append(Delivery(payload["event_id"], retry_num, status, failure, at=self._clock()))
+        return status, failure
 
     def _events_target(self) -> str:
         if not self.events_url:

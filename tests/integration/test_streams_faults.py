@@ -18,6 +18,7 @@ import json
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,32 @@ def sentinel_key(key: str) -> str:
     return record_id.removeprefix("jira:")
 
 
+def attempts_of(sandbox: SandboxDeployment, event_ids: list[str], since: float) -> str:
+    """Every delivery of these events: (retry, status or failure, seconds after `since`)."""
+    lines = []
+    for event_id in event_ids:
+        tries = [
+            (d.retry_num, d.status or d.reason, round(d.at - since, 1))
+            for d in sandbox.slack.deliveries
+            if d.event_id == event_id
+        ]
+        lines.append(f"  {event_id}: {tries}")
+    return "\n".join(lines)
+
+
+def warnings_in(log: Path, last: int = 40) -> str:
+    """The log's last warnings and errors, without the client's connection chatter."""
+    if not log.exists():
+        return f"  ({log} is missing)"
+    noisy = ("kafka.net", "kafka.cluster", "kafka.coordinator", "Expiring")
+    lines = [
+        line
+        for line in log.read_text(errors="replace").splitlines()
+        if (" WARNING " in line or " ERROR " in line) and not any(n in line for n in noisy)
+    ]
+    return "\n".join(f"  {line[:300]}" for line in lines[-last:])
+
+
 def refused_once(sandbox: SandboxDeployment, numbers: range) -> bool:
     ids = {e["event_id"]: e["event"].get("text", "") for e in list(sandbox.slack.events)}
     refused = {ids.get(d.event_id, "").split(":")[0] for d in list(sandbox.slack.deliveries) if d.reason}
@@ -238,7 +265,9 @@ def test_a_broker_restart_during_a_burst_of_mentions_loses_nothing(
     during = launch(while_down)
     # Every one of them was refused (or timed out) at least once before the broker comes back.
     wait_for(lambda: refused_once(sandbox, while_down), timeout_s=120, what="the deliveries refused while it is down")
+    back_at = time.time()
     spare_kafka.up(quiet=True)
+    up_took_s = time.time() - back_at
     after = launch(range(2 * third, MENTIONS))
     during.result(420)  # the last retry comes 361 s after the first attempt
     after.result(420)
@@ -247,7 +276,13 @@ def test_a_broker_restart_during_a_burst_of_mentions_loses_nothing(
     event_of = {e["event"].get("ts"): e["event_id"] for e in sandbox.slack.events if not e["event"].get("subtype")}
     refused = [n for n, ts in posted.items() if event_of[ts] not in accepted]
     assert len(posted) == MENTIONS
-    assert not refused, f"Slack gave up on mentions {refused}: the stand-in's retries ended before the broker was back"
+    assert not refused, (
+        f"Slack gave up on mentions {refused}: the stand-in's retries ended before the broker was back "
+        f"(its start took {up_took_s:.0f} s)\n"
+        + attempts_of(sandbox, [event_of[posted[n]] for n in refused[:4]], back_at)
+        + "\nthe connectors' last warnings:\n"
+        + warnings_in(sandbox.children.log_dir / "connectors.log")
+    )
 
     for n, (channel, key) in enumerate(mentions):
         wait_for(

@@ -70,6 +70,8 @@ AUTH_PROBE_MAX_S = 60.0
 #: response's highwater would be free, but a paused sink fetches nothing: its lag would freeze
 #: exactly when it rises.
 LAG_INTERVAL_S = 5.0
+#: The runner's own writes (ledger, outcomes, dead letters) wait out a broker outage of any length.
+BROKER_RETRY = RetryPolicy(max_attempts=2**31 - 1, max_total_s=float("inf"), initial_backoff_s=0.5, max_backoff_s=10.0)
 
 
 @dataclass(eq=False)
@@ -485,7 +487,7 @@ class SinkRunner:
         async def send() -> None:
             await self.publisher.publish(self.topics.outcomes, key, reply)
 
-        await self.retry.call(send)
+        await self._to_broker(send, "outcome")
 
     async def _record(self, item: Pending, state: str, effect: Effect | None) -> None:
         """A ledger entry, in the ledger partition numbered like the command's (retried)."""
@@ -513,7 +515,7 @@ class SinkRunner:
         async def send() -> None:
             await self.publisher.publish(self.topics.ledger, command.command_id, envelope, partition=item.partition)
 
-        await self.retry.call(send)
+        await self._to_broker(send, "ledger entry")
         self.ledger.note(item.partition, entry)
         metrics.LEDGER_SIZE.labels(self.name).set(len(self.ledger))
 
@@ -534,7 +536,18 @@ class SinkRunner:
         async def send() -> None:  # a broker blip must not stop the sink, nor lose the letter
             await send_to_dead_letters(self.publisher, self.topics, letter)
 
-        await self.retry.call(send)
+        await self._to_broker(send, "dead letter")
+
+    async def _to_broker(self, send: Any, what: str) -> None:
+        """A write of the runner's own bookkeeping, retried until the broker takes it: giving up
+        would stop the key's queue behind a command whose effect is already out."""
+
+        def on_retry(state: Any) -> None:
+            log.warning(
+                "sink %s: the broker did not take a %s (%s); retrying", self.name, what, state.outcome.exception()
+            )
+
+        await BROKER_RETRY.call(send, on_retry=on_retry)
 
     # -- partitions coming and going -------------------------------------------------------
 

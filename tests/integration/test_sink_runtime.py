@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from connectors.base import Sink
 from connectors.errors import FatalError, RetriableError
-from connectors.runtime.kafka import KafkaPublisher
+from connectors.runtime import sinks
+from connectors.runtime.kafka import KafkaPublisher, PublishError
 from connectors.runtime.retry import RetryPolicy
 from connectors.runtime.sinks import SinkRunner
 from schemas import events
@@ -220,3 +222,50 @@ async def test_replaying_one_consumers_letters_leaves_the_others_replayable(
     assert [letter.consumer for letter in first.replayed] == ["sink.jira"] and first.complete
     second = await asyncio.to_thread(replay, settings, consumer="sink.slack")
     assert [letter.consumer for letter in second.replayed] == ["sink.slack"]
+
+
+class LedgerOutage(KafkaPublisher):
+    """The real publisher, except that the first `failures` writes to the ledger are refused, as
+    while the broker is away."""
+
+    def __init__(self, bootstrap: str, ledger: str, failures: int) -> None:
+        super().__init__(bootstrap, client_id="tests")
+        self.ledger, self.failures, self.refused = ledger, failures, 0
+
+    async def publish(self, topic: str, key: str, envelope: Envelope[Any], *, partition: int | None = None) -> None:
+        if topic == self.ledger and self.refused < self.failures:
+            self.refused += 1
+            raise PublishError("broker did not acknowledge: KafkaTimeoutError")
+        await super().publish(topic, key, envelope, partition=partition)
+
+
+async def test_a_broker_outage_longer_than_the_sinks_retry_budget_stalls_nothing(
+    kafka_bootstrap: str, topics: TopicNames, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger writes of one command fail more often than the sink's API retries allow: the
+    runner waits the outage out instead of giving up, then carries out what follows on the key."""
+    monkeypatch.setattr(
+        sinks,
+        "BROKER_RETRY",
+        RetryPolicy(max_attempts=2**31 - 1, max_total_s=float("inf"), initial_backoff_s=0.01, max_backoff_s=0.05),
+    )
+    publisher = LedgerOutage(kafka_bootstrap, topics.ledger, failures=12)
+    await publisher.publish(topics.commands("echo"), "k", fetch("OUT-1"))
+    await publisher.publish(topics.commands("echo"), "k", fetch("OUT-2"))
+    sink = ScriptedSink({})
+    runner = SinkRunner(
+        "echo",
+        sink,
+        bootstrap_servers=kafka_bootstrap,
+        topics=topics,
+        publisher=publisher,
+        client_id="tests",
+        retry=RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.02),
+    )
+    await run_until(runner, lambda: len(sink.executed) == 2)
+    assert publisher.refused == 12
+    assert sink.executed == [fetch("OUT-1").data.command_id, fetch("OUT-2").data.command_id]
+    done = [e.data.command_id for e in envelopes(kafka_bootstrap, topics.ledger, LedgerEntry) if e.data.state == "done"]
+    assert sorted(done) == sorted(sink.executed)
+    assert [e for e in envelopes(kafka_bootstrap, topics.dead_letters, DeadLetter)] == []
+    publisher.close()

@@ -526,6 +526,7 @@ class FakeJira:
         if isinstance(payload.get("visibility"), dict):
             comment["visibility"] = payload["visibility"]
         self._comments.setdefault(issue["key"], []).append(comment)
+        issue["fields"]["updated"] = now  # as Jira does: a comment is a change of the issue
         if properties:
             self._comment_properties[comment_id] = properties
         if self.webhook_url and self._session is not None:
@@ -644,22 +645,56 @@ class FakeJira:
         return web.json_response({"id": issue["id"], "key": key, "self": issue["self"]}, status=201)
 
     async def _search(self, request: web.Request) -> web.Response:
-        """searchForIssuesUsingJqlPost, for the one JQL form threadlink sends: `labels = "x"`
-        (optionally `ORDER BY created ASC`). Anything else is a 400, as an unknown field is."""
+        """searchForIssuesUsingJqlPost, for the two JQL forms threadlink sends: `labels = "x"`
+        (optionally `ORDER BY created ASC`), and its poll, `[(project = A | project in (A, B)) AND]
+        updated >= "yyyy/MM/dd HH:mm" ORDER BY updated ASC, key ASC` (dates in the account's time
+        zone, UTC here; to the minute, as Jira compares them). Anything else is a 400, as an
+        unknown field is."""
         payload = _json_or_none(await request.read())
         jql = payload.get("jql") if isinstance(payload, dict) else None
-        match = re.fullmatch(r'\s*labels\s*=\s*"([^"]+)"(?:\s+ORDER BY created ASC)?\s*', jql or "")
-        if match is None:
-            return _errors(400, [f'the sandbox understands only labels = "..." searches, not {jql!r}'])
-        found = [i for i in self._issues.values() if match.group(1) in (i["fields"].get("labels") or [])]
-        limit = _int(str(payload.get("maxResults", 50)), 50)
-        page = [
-            {k: issue[k] for k in ("id", "self", "key")} | {"fields": {"summary": issue["fields"]["summary"]}}
-            for issue in found[:limit]
-        ]
-        return web.json_response(
-            {"expand": "names,schema", "startAt": 0, "maxResults": limit, "total": len(found), "issues": page}
+        limit = _int(str(payload.get("maxResults", 50)), 50) if isinstance(payload, dict) else 50
+        start = _int(str(payload.get("startAt", 0)), 0) if isinstance(payload, dict) else 0
+        fields = _requested_fields([str(f) for f in payload.get("fields") or []]) if isinstance(payload, dict) else None
+        by_label = re.fullmatch(r'\s*labels\s*=\s*"([^"]+)"(?:\s+ORDER BY created ASC)?\s*', jql or "")
+        polled = re.fullmatch(
+            r"\s*(?:\((project\s*=\s*[A-Z][A-Z0-9]*|project\s+in\s*\([A-Z0-9,\s]+\))\)\s+AND\s+)?"
+            r'updated\s*>=\s*"(\d{4}/\d{2}/\d{2} \d{2}:\d{2})"\s+ORDER BY updated ASC, key ASC\s*',
+            jql or "",
         )
+        if by_label is not None:
+            found = [i for i in self._issues.values() if by_label.group(1) in (i["fields"].get("labels") or [])]
+            page = [
+                {k: issue[k] for k in ("id", "self", "key")} | {"fields": {"summary": issue["fields"]["summary"]}}
+                for issue in found[start : start + limit]
+            ]
+        elif polled is not None:
+            condition = polled.group(1)
+            named = re.split(r"=|\bin\b", condition, maxsplit=1)[1] if condition else ""
+            projects = set(re.findall(r"[A-Z][A-Z0-9]*", named)) if condition else None
+            since = datetime.strptime(polled.group(2), "%Y/%m/%d %H:%M").replace(tzinfo=UTC)
+            found = sorted(
+                (
+                    i
+                    for i in self._issues.values()
+                    if datetime.strptime(i["fields"]["updated"], "%Y-%m-%dT%H:%M:%S.%f%z") >= since
+                    and (projects is None or i["fields"]["project"]["key"] in projects)
+                ),
+                key=lambda i: (i["fields"]["updated"], i["key"]),
+            )
+            page = [self._searched(issue, fields) for issue in found[start : start + limit]]
+        else:
+            return _errors(400, [f"the sandbox does not understand the search {jql!r}"])
+        return web.json_response(
+            {"expand": "names,schema", "startAt": start, "maxResults": limit, "total": len(found), "issues": page}
+        )
+
+    def _searched(self, issue: dict[str, Any], fields: set[str] | None) -> dict[str, Any]:
+        """An issue as a search lists it: the requested fields, comments as a page of them."""
+        shown = {name: value for name, value in issue["fields"].items() if fields is None or name in fields}
+        if fields is None or "comment" in fields:
+            comments = self._comments.get(issue["key"], [])
+            shown["comment"] = {"comments": comments, "maxResults": len(comments), "total": len(comments), "startAt": 0}
+        return {k: issue[k] for k in ("expand", "id", "self", "key")} | {"fields": shown}
 
     async def add_agent_comment(
         self, key: str, text: str, *, author: str = "Agent Smith", public: bool = True
@@ -687,6 +722,7 @@ class FakeJira:
             "jsdPublic": public,
         }
         self._comments.setdefault(issue["key"], []).append(comment)
+        issue["fields"]["updated"] = now  # as Jira does: a comment is a change of the issue
         if self.webhook_url:
             await self.deliver(self.comment_event(issue["key"], comment))
         return comment

@@ -132,9 +132,9 @@ class JiraClient:
         labels, ...). Returns Jira's CreatedIssue (`id`, `key`, `self`)."""
         return await self._call("POST", "/rest/api/3/issue", "jira POST issue", json={"fields": dict(fields)})
 
-    async def search(self, jql: str, *, fields: list[str], max_results: int = 50) -> dict[str, Any]:
+    async def search(self, jql: str, *, fields: list[str], max_results: int = 50, start_at: int = 0) -> dict[str, Any]:
         """One page of a JQL search (POST /rest/api/3/search): `issues`, `total`."""
-        body = {"jql": jql, "fields": fields, "maxResults": max_results, "startAt": 0}
+        body = {"jql": jql, "fields": fields, "maxResults": max_results, "startAt": start_at}
         return await self._call("POST", "/rest/api/3/search", "jira POST search", json=body)
 
     async def myself(self) -> dict[str, Any]:

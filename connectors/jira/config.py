@@ -2,11 +2,44 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from schemas.visibility import Visibility
+
+
+class JiraPolling(BaseModel):
+    """Asking Jira for changed issues (a JQL search), beside webhooks or instead of them: for a
+    site that cannot reach threadlink, and to catch up what webhooks missed (Jira gives up on a
+    delivery after a few retries)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jql: str = Field(
+        default="",
+        max_length=2000,
+        description="Which issues, as a JQL condition, e.g. 'project in (OPS, WEB)'; empty: every issue the "
+        "account can see. threadlink adds the time condition and the order.",
+    )
+    interval_s: float = Field(default=60.0, ge=5, description="Seconds between two polls.")
+    page_size: int = Field(default=50, ge=1, le=100, description="Issues per page (Jira returns at most 100).")
+    max_pages_per_poll: int = Field(
+        default=5, ge=1, le=100, description="Pages one poll reads at most; a backlog continues at once in the next."
+    )
+    since: datetime | None = Field(
+        default=None,
+        description="Where polling with no checkpoint starts: issues updated at or after it are published (a "
+        "backfill). Unset: from the moment it first polls.",
+    )
+
+    @field_validator("jql")
+    @classmethod
+    def _no_order(cls, value: str) -> str:
+        if "order by" in value.lower():
+            raise ValueError("leave out ORDER BY: threadlink orders by updated time to keep its cursor")
+        return value.strip()
 
 
 class JiraConfig(BaseModel):
@@ -34,11 +67,16 @@ class JiraConfig(BaseModel):
     api_token: SecretStr = Field(
         description="API token of that account (https://id.atlassian.com/manage-profile/security/api-tokens)."
     )
-    webhook_secret: SecretStr = Field(
+    webhook_secret: SecretStr | None = Field(
+        default=None,
         description=(
             "Secret set on the Jira admin webhook (System > WebHooks > Secret). Jira signs each delivery "
-            "with it (X-Hub-Signature); deliveries that do not match are answered 401."
-        )
+            "with it (X-Hub-Signature); deliveries that do not match are answered 401. Unset: no webhook "
+            "is served (then set polling)."
+        ),
+    )
+    polling: JiraPolling | None = Field(
+        default=None, description="Poll changed issues with JQL (beside webhooks, or instead of them)."
     )
     project_visibility: dict[str, Visibility] = Field(
         default_factory=dict,
@@ -69,6 +107,12 @@ class JiraConfig(BaseModel):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an http(s) address such as https://acme.atlassian.net")
         return value
+
+    @model_validator(mode="after")
+    def _some_source(self) -> JiraConfig:
+        if self.webhook_secret is None and self.polling is None:
+            raise ValueError("set webhook_secret (to receive Jira's webhooks), polling (to ask Jira), or both")
+        return self
 
     def visibility_of(self, project: str | None) -> Visibility:
         """The visibility of a project's records (unknown project: default_visibility)."""

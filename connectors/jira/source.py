@@ -80,8 +80,11 @@ class JiraWebhookSource(WebhookSource):
             await client.aclose()
 
     def verify(self, request: WebhookRequest) -> None:
+        secret = self.config.webhook_secret
+        if secret is None:  # not served without one (connector.py); refused should it be reached
+            raise Unauthorized("this Jira connector has no webhook_secret")
         problem = signature_problem(
-            request.body, self.config.webhook_secret.get_secret_value(), header_value(request.headers, SIGNATURE_HEADER)
+            request.body, secret.get_secret_value(), header_value(request.headers, SIGNATURE_HEADER)
         )
         if problem:
             raise Unauthorized(problem)

@@ -6,11 +6,9 @@ oldest first, at most `max_pages_per_poll` pages a poll. Each issue found become
 TicketRecord; its journals with notes written since the cursor (`GET /issues/N.json?include=journals`)
 become RecordComments.
 
-The cursor is `{"since": <updated_on of the newest issue published>, "seen": {<id>: <updated_on>}}`:
-Redmine's filter has whole seconds and is inclusive, so the next poll asks again from `since`
-and skips the issues of that second it already published (`seen`, unless they changed again).
-A poll that read its pages without getting past `since` (more issues changed in one second than
-a poll reads) adds `"offset"`, where the next one goes on with the listing.
+The cursor is `{"since": <updated_on of the newest issue published>, "seen": {<id>: <updated_on>}}`
+(connectors/runtime/listing.py): Redmine's filter has whole seconds and is inclusive, so the
+next poll asks again from `since` and skips the issues of that second it already published.
 Event ids are `<connector>:issue:<id>:<updated_on>` and `<connector>:journal:<id>`, so a
 record published twice (a zombie's aborted transaction aside) is recognisable downstream.
 """
@@ -26,9 +24,9 @@ from connectors.errors import ConnectorError, FatalError, NotFoundError
 from connectors.redmine.client import RedmineClient, redmine_time
 from connectors.redmine.config import RedmineConfig
 from connectors.redmine.mapping import comments_from_journals, issue_key, parse_redmine_time, ticket_from_issue
+from connectors.runtime.listing import UpdatedSince, polled_event
 from schemas import events
 from schemas.envelope import Envelope
-from schemas.records import RecordComment, RecordEvent, TicketRecord
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +82,7 @@ class RedmineIssuesPoller(PollingSource):
             # First poll without a checkpoint or `since`: from now on.
             return PollResult(cursor={"since": redmine_time(datetime.now(UTC)), "seen": {}})
         events_out: list[tuple[str, str, Envelope[Any]]] = []
-        newest, newest_seen = since, dict(seen)
+        progress = UpdatedSince(since, seen, field="since")
         # Resumes the listing where a poll that got no further than `since` stopped (more issues
         # of one second than a poll reads); any progress in time starts the listing afresh.
         offset = cursor.get("offset", 0) if isinstance(cursor, dict) else 0
@@ -103,28 +101,22 @@ class RedmineIssuesPoller(PollingSource):
             issues = [i for i in page.get("issues") or [] if isinstance(i, dict)]
             for issue in issues:
                 key, updated_on = issue_key(issue), str(issue.get("updated_on") or "")
-                if seen.get(key) == updated_on:
+                if progress.already_published(key, updated_on):
                     continue  # published by an earlier poll, unchanged since
                 events_out += await self._issue_events(issue, since)
-                if updated_on > newest:
-                    newest, newest_seen = updated_on, {}
-                if updated_on == newest:
-                    newest_seen[key] = updated_on
+                progress.published(key, updated_on)
             offset += len(issues)
             total = page.get("total_count")
             more = bool(issues) and isinstance(total, int) and offset < total
             if not more:
                 break
-        next_cursor: dict[str, Any] = {"since": newest, "seen": newest_seen}
-        if more and newest == since:
-            next_cursor["offset"] = offset
-        return PollResult(events=events_out, cursor=next_cursor, more=more)
+        return PollResult(events=events_out, cursor=progress.cursor(more=more, offset=offset), more=more)
 
     async def _issue_events(self, issue: dict[str, Any], since: str) -> list[tuple[str, str, Envelope[Any]]]:
         record = ticket_from_issue(issue, system=self.ctx.name, config=self.config, project=self.project)
         upserted = events.RECORD_UPSERTED.format(kind=record.kind)
         event_id = f"issue:{record.ref.key}:{issue.get('updated_on')}"
-        out = [self._event(self.ctx.topics.records, record, upserted, event_id, record.updated_at)]
+        out = [polled_event(self.ctx.name, self.ctx.topics.records, record, upserted, event_id, record.updated_at)]
         try:
             full = await self.client.get_issue(record.ref.key, journals=True)
         except NotFoundError:
@@ -139,20 +131,6 @@ class RedmineIssuesPoller(PollingSource):
         ):
             kind = events.RECORD_COMMENT.format(action=comment.action)
             topic = self.ctx.topics.record_comments
-            out.append(self._event(topic, comment, kind, f"journal:{comment.comment_id}", comment.created_at))
+            event_id = f"journal:{comment.comment_id}"
+            out.append(polled_event(self.ctx.name, topic, comment, kind, event_id, comment.created_at))
         return out
-
-    def _event(
-        self, topic: str, data: TicketRecord | RecordComment, type: str, event_id: str, at: datetime | None
-    ) -> tuple[str, str, Envelope[Any]]:
-        model = RecordComment if isinstance(data, RecordComment) else RecordEvent
-        envelope = Envelope[model].wrap(  # type: ignore[valid-type]
-            data,
-            type=type,
-            source_system=self.ctx.name,
-            subject=data.ref.id,
-            id=f"{self.ctx.name}:{event_id}",
-            occurred_at=at,
-            visibility=data.visibility,
-        )
-        return topic, data.ref.id, envelope

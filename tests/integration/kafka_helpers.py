@@ -14,6 +14,7 @@ from kafka.partitioner.default import murmur2
 from pydantic import TypeAdapter
 
 from connectors.runtime.kafka import read_to_end
+from connectors.runtime.pollers import PollerGroup
 from connectors.runtime.sinks import SinkRunner
 from schemas.envelope import Envelope
 
@@ -117,3 +118,35 @@ async def run_until(runner: SinkRunner, done: Any, timeout_s: float = 60) -> Non
         runner.stop()
         with contextlib.suppress(Exception):
             await task
+
+
+async def until(predicate: Any, timeout_s: float = 90, *, blocking: bool = False) -> None:
+    """Until `predicate()` holds; a `blocking` one (it reads Kafka) runs in a thread, off the loop."""
+    async with asyncio.timeout(timeout_s):
+        while not (await asyncio.to_thread(predicate) if blocking else predicate()):
+            await asyncio.sleep(0.2)
+
+
+async def poll_for_a_while(kafka_bootstrap: str, topics: Any, name: str, poller: Any, done: Any) -> int:
+    """Runs the poller in a PollerGroup until `done()`, then 3 more intervals; returns its polls."""
+    polls = 0
+    original = poller.poll
+
+    async def counted(cursor: Any) -> Any:
+        nonlocal polls
+        polls += 1
+        return await original(cursor)
+
+    poller.poll = counted  # type: ignore[method-assign]
+    group = PollerGroup(kafka_bootstrap, topics, [(name, poller)])
+    await group.start()
+    task = asyncio.create_task(group.run())
+    try:
+        await until(done, blocking=True)
+        settled = polls
+        await until(lambda: polls >= settled + 3, timeout_s=30)
+    finally:
+        group.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 60)
+    return polls

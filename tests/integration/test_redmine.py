@@ -3,8 +3,6 @@ real broker: polling with checkpoints in Kafka, journals as comments, and the si
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import secrets
 import urllib.error
 from datetime import UTC, datetime, timedelta
@@ -17,7 +15,6 @@ from connectors.errors import AuthError, SkippableError
 from connectors.redmine.config import RedmineConfig
 from connectors.redmine.connector import build
 from connectors.redmine.source import RedmineIssuesPoller
-from connectors.runtime.pollers import PollerGroup
 from schemas.commands import AddComment, CreateTicket, FetchRecord
 from schemas.envelope import Envelope
 from schemas.records import RecordComment, RecordEvent, RecordRef
@@ -27,7 +24,7 @@ from tests.unit.connectors.recording import RecordingPublisher
 from threadlink.config import Settings
 from threadlink.topics_admin import apply_topics
 
-from .kafka_helpers import envelopes
+from .kafka_helpers import envelopes, poll_for_a_while
 from .redmine_server import Redmine
 
 pytestmark = pytest.mark.integration
@@ -67,44 +64,12 @@ def ctx(topics: TopicNames, publisher: Any = None) -> ConnectorContext:
     return ConnectorContext(name=NAME, topics=topics, publisher=publisher or RecordingPublisher())
 
 
-async def until(predicate: Any, timeout_s: float = 90, *, blocking: bool = False) -> None:
-    """Until `predicate()` holds; a `blocking` one (it reads Kafka) runs in a thread, off the loop."""
-    async with asyncio.timeout(timeout_s):
-        while not (await asyncio.to_thread(predicate) if blocking else predicate()):
-            await asyncio.sleep(0.2)
-
-
 def records(bootstrap: str, topics: TopicNames) -> list[Envelope[Any]]:
     return envelopes(bootstrap, topics.records, RecordEvent)
 
 
 def comments(bootstrap: str, topics: TopicNames) -> list[Envelope[Any]]:
     return envelopes(bootstrap, topics.record_comments, RecordComment)
-
-
-async def poll_for_a_while(kafka_bootstrap: str, topics: TopicNames, poller: RedmineIssuesPoller, done: Any) -> int:
-    """Runs the poller in a PollerGroup until `done()`, then 3 more intervals; returns its polls."""
-    polls = 0
-    original = poller.poll
-
-    async def counted(cursor: Any) -> Any:
-        nonlocal polls
-        polls += 1
-        return await original(cursor)
-
-    poller.poll = counted  # type: ignore[method-assign]
-    group = PollerGroup(kafka_bootstrap, topics, [(NAME, poller)])
-    await group.start()
-    task = asyncio.create_task(group.run())
-    try:
-        await until(done, blocking=True)
-        settled = polls
-        await until(lambda: polls >= settled + 3, timeout_s=30)
-    finally:
-        group.stop()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 60)
-    return polls
 
 
 async def test_polling_publishes_issues_and_notes_once_with_their_visibility_and_resumes_after_a_restart(
@@ -122,7 +87,7 @@ async def test_polling_publishes_issues_and_notes_once_with_their_visibility_and
         return key_a in ids and len(comments(kafka_bootstrap, topics)) >= 2
 
     polls = await poll_for_a_while(
-        kafka_bootstrap, topics, RedmineIssuesPoller(settings, ctx(topics), project=project), first_seen
+        kafka_bootstrap, topics, NAME, RedmineIssuesPoller(settings, ctx(topics), project=project), first_seen
     )
     assert polls >= 4
     published = [e for e in records(kafka_bootstrap, topics) if e.subject == key_a]

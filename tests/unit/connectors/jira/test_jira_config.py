@@ -31,7 +31,6 @@ def test_every_problem_is_reported_at_once_with_its_location() -> None:
         ("base_url",),
         ("email",),
         ("api_token",),
-        ("webhook_secret",),
         ("project_visibility", "OPS"),
         ("type",),
     } <= locations
@@ -57,3 +56,17 @@ def test_plugin_builds_a_webhook_source_and_a_sink(ctx: ConnectorContext) -> Non
     assert parts.webhooks[0].path == ""
     assert isinstance(parts.sink, JiraSink)
     assert parts.pollers == []
+
+
+def test_a_jira_without_webhook_secret_or_polling_is_a_clear_error() -> None:
+    config = {key: value for key, value in VALID.items() if key != "webhook_secret"}
+    with pytest.raises(ValidationError, match=r"set webhook_secret \(to receive Jira's webhooks\), polling"):
+        JiraConfig.model_validate(config)
+    with pytest.raises(ValidationError, match="leave out ORDER BY"):
+        JiraConfig.model_validate({**config, "polling": {"jql": "project = OPS order by created"}})
+
+
+def test_a_polling_only_jira_serves_no_webhook_and_polls(ctx: ConnectorContext) -> None:
+    config = {key: value for key, value in VALID.items() if key != "webhook_secret"}
+    parts = PLUGIN.build(JiraConfig.model_validate({**config, "polling": {"jql": "project = OPS"}}), ctx)
+    assert parts.webhooks == [] and [p.name for p in parts.pollers] == ["issues"] and parts.sink is not None

@@ -379,3 +379,13 @@ async def test_the_sink_refuses_a_wrong_password_as_an_auth_error(fake: FakeWord
             await sink.execute(draft, envelope_of(draft))
     finally:
         await sink.stop()
+
+
+def test_know_drafts_only_to_a_configured_connector(tmp_path: Path) -> None:
+    path = tmp_path / "threadlink.yaml"
+    entry = "connectors:\n  wordpress:\n    base_url: https://blog.acme.com\n    username: u\n    app_password: p\n"
+    path.write_text(entry + "streams:\n  know:\n    draft_target: wordpres\n")
+    with pytest.raises(ConfigError, match=r"streams.know.draft_target: 'wordpres' is not a configured connector"):
+        load_settings(path)
+    path.write_text(entry + "streams:\n  mention_patterns: []\n  know:\n    draft_target: wordpress\n")
+    assert load_settings(path).streams.know.draft_target == "wordpress"

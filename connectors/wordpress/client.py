@@ -15,6 +15,7 @@ Messages never carry the password, and never the body of an answer beyond WordPr
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -33,6 +34,8 @@ from connectors.errors import (
     json_object,
 )
 from connectors.wordpress.config import PostType, WordPressConfig
+
+log = logging.getLogger(__name__)
 
 HINT = "is base_url (or api_root) a WordPress site with its REST API at /wp-json?"
 AUTH_HINT = (
@@ -100,15 +103,25 @@ class WordPressClient:
         return await self._object("GET", f"/wp/v2/{kind}/{post_id}", what, params={"context": "edit"})
 
     async def term_names(self, taxonomy: str, ids: Iterable[int]) -> dict[int, str]:
-        """Names of up to 100 category or tag ids, in one call."""
+        """Names of up to 100 category or tag ids, in one call; none (logged) when the site will
+        not say (404, a 400, not a list), but a refused credential or a retriable error is raised."""
         wanted = sorted(set(ids))[:100]
         if not wanted:
             return {}
         what = f"wordpress GET {taxonomy}"
         params = {"include": ",".join(map(str, wanted)), "per_page": 100, "_fields": "id,name"}
         response = await self._send("GET", f"/wp/v2/{taxonomy}", what, params=params)
+        try:
+            terms = self._list(response, what)
+        except (SkippableError, FatalError) as exc:
+            if isinstance(exc, AuthError):
+                raise
+            # No such taxonomy here (a plugin removed it) or an odd answer: names are a nicety,
+            # never worth losing the post over.
+            log.warning("%s: names left out (%s)", what, exc)
+            return {}
         names: dict[int, str] = {}
-        for term in self._list(response, what):
+        for term in terms:
             if isinstance(term, dict) and type(term.get("id")) is int and isinstance(term.get("name"), str):
                 names[term["id"]] = term["name"][:200]
         return names

@@ -389,3 +389,17 @@ def test_know_drafts_only_to_a_configured_connector(tmp_path: Path) -> None:
         load_settings(path)
     path.write_text(entry + "streams:\n  mention_patterns: []\n  know:\n    draft_target: wordpress\n")
     assert load_settings(path).streams.know.draft_target == "wordpress"
+
+
+async def test_a_taxonomy_the_site_will_not_list_leaves_names_out_not_the_post(fake: FakeWordPress) -> None:
+    tag = fake.put_term("tags", "checkout")
+    fake.put_post("Runbook", modified=BASE, tags=[tag])
+    fake.fail_next(404, path_prefix="/wp-json/wp/v2/tags", body={"code": "rest_no_route", "message": "x"})
+    poller = WordPressPoller(settings(fake, since=BASE), context(), kind="posts")
+    try:
+        result = await poller.poll(poller.initial_cursor)
+    finally:
+        await poller.stop()
+    [(_, _, envelope)] = result.events
+    assert isinstance(envelope.data, ArticleRecord)
+    assert (envelope.data.title, envelope.data.categories, envelope.data.tags) == ("Runbook", ["Uncategorized"], [])

@@ -6,7 +6,7 @@ WordPress, and `?p=42` reaches either, so the record id is `<connector>:42` what
 HTML becomes plain text with the standard library's `html.parser`: WordPress's rendered HTML is
 well formed enough, the parser never fetches or executes anything, needs no new dependency, and
 decodes entities (`convert_charrefs`); block elements become line breaks, scripts and styles
-are dropped.
+are dropped, and so are control characters.
 
 Visibility: a published post without a password is `published_visibility` (public by default:
 anyone can read it on the site); drafts, pending review, scheduled (future), private and
@@ -79,6 +79,8 @@ _BLOCKS = frozenset(
 )
 _SKIPPED = frozenset({"script", "style", "template", "noscript", "iframe", "svg"})
 _SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
+#: Control characters other than tab and newline: never text anyone wrote, and some clients choke on them.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
 
 class _TextParser(HTMLParser):
@@ -123,7 +125,7 @@ def html_to_text(markup: Any, *, limit: int = MAX_BODY) -> str:
     parser = _TextParser(limit * 2)
     parser.feed(markup)
     parser.close()
-    lines = [_SPACES.sub(" ", line).strip() for line in "".join(parser.parts).split("\n")]
+    lines = [_SPACES.sub(" ", _CONTROLS.sub("", line)).strip() for line in "".join(parser.parts).split("\n")]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 

@@ -8,8 +8,10 @@ RecordMissing; one that cannot be mapped (no id, no time, a record that does not
 letter with the reason, in the poll's transaction, so one bad post never stops the others.
 
 The cursor is `{"since": <modified_gmt of the newest post published>, "seen": {<id>: <modified_gmt>}}`
-(the posts of that second already published). WordPress's `modified_after` is exclusive and has
-whole seconds, so each page asks from one second before `since` and skips what is in `seen`.
+(the posts of that second already published), plus `"rejected"`: digests of the last 100 items
+without a usable time, dead-lettered once though every listing returns them. WordPress's
+`modified_after` is exclusive and has whole seconds, so each page asks from one second before
+`since` and skips what is in `seen`.
 Pages are keyset pages, not page numbers: each asks again from the newest post seen so far, so a
 post edited during a poll moves to the end of the listing without shifting others past the cursor.
 
@@ -24,6 +26,7 @@ aborted transaction aside) is recognisable downstream.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -52,6 +55,8 @@ MAX_DEAD_LETTER_CHARS = 64 * 1024
 WP_TIME = "%Y-%m-%dT%H:%M:%S"
 #: Posts of one second excluded by id at most (they travel in the URL: 1000 ids are ~7 KB).
 MAX_EXCLUDED = 1000
+#: Items without a usable time the cursor remembers having dead-lettered (the newest).
+MAX_REJECTED = 100
 
 Event = tuple[str, str, Envelope[Any]]
 
@@ -69,12 +74,19 @@ def read_cursor(cursor: Cursor) -> tuple[str | None, dict[str, str]]:
     return str(cursor["since"]), {str(k): str(v) for k, v in seen.items()} if isinstance(seen, dict) else {}
 
 
+def rejected_of(cursor: Cursor) -> list[str]:
+    rejected = cursor.get("rejected") if isinstance(cursor, dict) else None
+    return [str(r) for r in rejected][-MAX_REJECTED:] if isinstance(rejected, list) else []
+
+
 @dataclass
 class _Progress:
     """Where one poll has got to: the newest second published and the posts of it."""
 
     newest: str
     seen: dict[str, str]
+    rejected: list[str] = field(default_factory=list)
+    """Digests of items without a usable time already dead-lettered (they come back in every listing)."""
     events: list[Event] = field(default_factory=list)
 
     @property
@@ -115,7 +127,7 @@ class WordPressPoller(PollingSource):
         if since is None:
             # First poll without a checkpoint or `since`: from now on.
             return PollResult(cursor={"since": wp_time(datetime.now(UTC)), "seen": {}})
-        progress = _Progress(since, dict(seen))
+        progress = _Progress(since, dict(seen), rejected_of(cursor))
         terms: dict[int, str] = {}
         lookups = [self.config.max_term_lookups]
         size, more = self.config.page_size, False
@@ -144,7 +156,10 @@ class WordPressPoller(PollingSource):
                     )  # fmt: skip
                 if progress.anchor == second:  # that second is done: on after it
                     progress.newest, progress.seen = wp_time(second + timedelta(seconds=1)), {}
-        return PollResult(events=progress.events, cursor={"since": progress.newest, "seen": progress.seen}, more=more)
+        next_cursor: dict[str, Any] = {"since": progress.newest, "seen": progress.seen}
+        if progress.rejected:
+            next_cursor["rejected"] = progress.rejected[-MAX_REJECTED:]
+        return PollResult(events=progress.events, cursor=next_cursor, more=more)
 
     async def _take(self, items: list[Any], progress: _Progress, terms: dict[int, str], lookups: list[int]) -> bool:
         """Map what is new among `items` into `progress`; whether anything was."""
@@ -153,7 +168,12 @@ class WordPressPoller(PollingSource):
             raw = post.get("modified_gmt") if isinstance(post, dict) else None
             modified_at = gmt_time(raw)
             if modified_at is None:
-                progress.events.append(self._dead_letter(post, "no modified_gmt time"))
+                # No time to put it behind the cursor: remembered by content instead, so it is
+                # dead-lettered once, not at every poll (a change to it is a new item).
+                digest = hashlib.sha256(json.dumps(post, sort_keys=True, default=str).encode()).hexdigest()[:16]
+                if digest not in progress.rejected:
+                    progress.rejected.append(digest)
+                    progress.events.append(self._dead_letter(post, "no modified_gmt time"))
                 continue
             modified, key = wp_time(modified_at), str(post.get("id"))
             if modified < progress.newest or progress.seen.get(key) == modified:

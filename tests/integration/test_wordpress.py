@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
+from aiohttp import web
 
 from connectors.base import ConnectorContext
 from connectors.errors import AuthError, FatalError
@@ -24,8 +27,9 @@ from connectors.wordpress.connector import build
 from connectors.wordpress.mapping import thread_tag
 from connectors.wordpress.source import WordPressPoller
 from schemas.commands import DraftArticle, FetchRecord
+from schemas.deadletters import DeadLetter
 from schemas.envelope import Envelope
-from schemas.records import ArticleRecord, RecordEvent, RecordMissing, RecordRef
+from schemas.records import MAX_BODY, ArticleRecord, RecordEvent, RecordMissing, RecordRef
 from schemas.social import ThreadRef
 from schemas.topics import TopicNames
 from streams.mentions import MentionExtractor
@@ -263,3 +267,78 @@ async def test_a_wrong_application_password_and_an_address_that_is_not_the_api_a
             await lost.poll(lost.initial_cursor)
     finally:
         await lost.stop()
+
+
+class CorruptingProxy:
+    """Forwards every call to the real WordPress, but in post listings replaces what a hostile
+    or broken site could send: the post titled `corrupt` gets a non-numeric id, and one item of
+    the list is not an object at all. Everything else is WordPress's own answer."""
+
+    def __init__(self, upstream: str, corrupt: str) -> None:
+        self.upstream, self.corrupt = upstream, corrupt
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{path:.*}", self._forward)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "accept")}
+        async with httpx.AsyncClient(timeout=30) as client:
+            answer = await client.request(
+                request.method, f"{self.upstream}{request.rel_url}", headers=headers, content=await request.read()
+            )
+        body = answer.content
+        if request.path == "/wp-json/wp/v2/posts" and answer.status_code == 200:
+            posts = answer.json()
+            for post in posts:
+                if post["title"]["raw"] == self.corrupt:
+                    post["id"] = f"{post['id']}; DROP TABLE wp_posts"
+            body = json.dumps([*posts, "not a post"] if posts else posts).encode()
+        return web.Response(body=body, status=answer.status_code, content_type="application/json")
+
+
+async def test_a_hostile_listing_dead_letters_what_it_cannot_map_and_publishes_the_rest_once(
+    wordpress: WordPress, kafka_bootstrap: str, topics: TopicNames
+) -> None:
+    since = datetime.now(UTC) - timedelta(seconds=2)
+    nested = "<div>" * 3000 + "deep" + "</div>" * 3000
+    hostile = wordpress.create("posts", "Hostile <script>alert(1)</script>", nested + "&amp;amp; \x07" + "x" * 40_000)
+    corrupt = wordpress.create("posts", "Corrupt me")
+    fine = wordpress.create("posts", "Fine")
+    proxy = CorruptingProxy(wordpress.url, "Corrupt me")
+    await proxy.start()
+    settings = config(wordpress, base_url=proxy.url, since=since, poll_interval_s=1)
+    keys = {str(hostile["id"]), str(fine["id"])}
+
+    def letters() -> list[Envelope[Any]]:
+        return envelopes(kafka_bootstrap, topics.dead_letters, DeadLetter)
+
+    def done() -> bool:
+        published = {e.data.ref.key for e in records(kafka_bootstrap, topics)}
+        return keys <= published and len(letters()) >= 2
+
+    try:
+        await poll_until(kafka_bootstrap, topics, [WordPressPoller(settings, ctx(topics), kind="posts")], done)
+    finally:
+        await proxy.stop()
+    published = Counter(e.data.ref.key for e in records(kafka_bootstrap, topics))
+    assert published[str(hostile["id"])] == published[str(fine["id"])] == 1
+    assert str(corrupt["id"]) not in published
+    reasons = sorted(letter.data.reason for letter in letters())
+    assert reasons == ["posts: no modified_gmt time", "posts: wordpress post without a positive numeric id"], (
+        "each bad item once: the cursor moved past them"
+    )
+    article = next(e.data for e in records(kafka_bootstrap, topics) if e.data.ref.key == str(hostile["id"]))
+    assert article.title == "Hostile"  # a script in the title is dropped, not kept as text to run
+    assert article.body.startswith("deep\n\n&amp; xxx") and len(article.body) <= MAX_BODY  # no control character

@@ -73,6 +73,7 @@ def test_html_becomes_plain_text_with_entities_decoded_blocks_on_lines_and_scrip
     assert html_to_text("<p>" + "x" * 100 + "</p>", limit=10) == "x" * 9 + "…"
     assert html_to_text(None) == html_to_text("") == ""
     assert html_to_text("<p>unclosed <b>tags <i>everywhere") == "unclosed tags everywhere"
+    assert html_to_text("<p>bell\x07 and\x00 nul\x1b[31m</p>") == "bell and nul[31m"
 
 
 def _post(**fields: Any) -> dict[str, Any]:
@@ -265,6 +266,13 @@ async def test_a_trashed_post_is_missing_and_a_hostile_one_is_a_dead_letter_whil
     assert [type(letter) for letter in letters] == [DeadLetter, DeadLetter]
     assert "numeric id" in letters[0].reason and "modified_gmt" in letters[1].reason
     assert cursor["since"] == "2026-01-05T09:00:03"
+    # Listed again at every poll (its time cannot go behind the cursor): dead-lettered once.
+    poller = WordPressPoller(settings(fake, since=BASE), context(), kind="posts")
+    try:
+        again, _ = await poll_all(poller, cursor)
+    finally:
+        await poller.stop()
+    assert published(again) == []
 
 
 async def test_a_first_poll_without_since_starts_now_and_odd_cursors_are_read_safely(fake: FakeWordPress) -> None:

@@ -170,6 +170,8 @@ class WordPress:
     def _write_config(self) -> None:
         SITES_DIR.mkdir(parents=True, exist_ok=True)
         dispatch = _DISPATCH % {"sites": SITES_DIR}
+        if HOST_CONFIG.exists() and "threadlink's tests" not in HOST_CONFIG.read_text():
+            raise WordPressError(f"{HOST_CONFIG} is not the tests' own: left alone (a site of this machine's?)")
         if not HOST_CONFIG.exists() or HOST_CONFIG.read_text() != dispatch:
             HOST_CONFIG.write_text(dispatch)
         salts = "\n".join(

@@ -106,15 +106,27 @@ def json_object(response: httpx.Response, *, what: str, hint: str) -> dict[str, 
     """The JSON object of a 2xx answer; a ConnectorError for anything else. A 2xx that is not a
     JSON object is not the platform at all (a proxy's login page, a wrong base URL): `hint`
     says which setting to check."""
+    payload = _json_of(response, dict, what=what, hint=hint)
+    assert isinstance(payload, dict)
+    return payload
+
+
+def json_list(response: httpx.Response, *, what: str, hint: str) -> list[Any]:
+    """The JSON array of a 2xx answer (a listing that is a bare array, as WordPress's), as `json_object`."""
+    payload = _json_of(response, list, what=what, hint=hint)
+    assert isinstance(payload, list)
+    return payload
+
+
+def _json_of(response: httpx.Response, shape: type[dict[str, Any]] | type[list[Any]], *, what: str, hint: str) -> Any:
     classify_response(response, what=what)
     try:
         payload = response.json()
     except ValueError:
         payload = None
-    if not isinstance(payload, dict):
-        raise FatalError(
-            f"{what}: HTTP {response.status_code} but not a JSON object; {hint}", status=response.status_code
-        )
+    if not isinstance(payload, shape):
+        noun = "JSON object" if shape is dict else "JSON list"
+        raise FatalError(f"{what}: HTTP {response.status_code} but not a {noun}; {hint}", status=response.status_code)
     return payload
 
 

@@ -15,6 +15,7 @@ PLUGINS: dict[str, str] = {
     "matrix": "connectors.matrix.connector",
     "opcua": "connectors.opcua.connector",
     "redmine": "connectors.redmine.connector",
+    "wordpress": "connectors.wordpress.connector",
 }
 
 

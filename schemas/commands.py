@@ -122,6 +122,21 @@ class CreateTicket(CommandBase):
     description: str = ""
 
 
+class DraftArticle(CommandBase):
+    """Write a resolved thread up as a draft article (a post in a content system) for an editor
+    to finish: one draft per thread, found again rather than written twice."""
+
+    kind: Literal["draft_article"] = "draft_article"
+    thread: ThreadRef
+    title: str = Field(min_length=1, max_length=300)
+    body: str = Field(
+        default="",
+        max_length=20_000,
+        description="Plain text, paragraphs separated by blank lines; the sink formats it for its system.",
+    )
+    permalink: str | None = Field(default=None, description="The thread's link, added at the end of the draft.")
+
+
 class FetchRecord(CommandBase):
     """Look a record up and publish it (or that it is missing) on the records topic."""
 
@@ -130,7 +145,15 @@ class FetchRecord(CommandBase):
 
 
 Command = Annotated[
-    PostCard | UpdateCard | DeleteCard | PostMessage | AddReaction | AddComment | CreateTicket | FetchRecord,
+    PostCard
+    | UpdateCard
+    | DeleteCard
+    | PostMessage
+    | AddReaction
+    | AddComment
+    | CreateTicket
+    | DraftArticle
+    | FetchRecord,
     Field(discriminator="kind"),
 ]
 
@@ -142,5 +165,6 @@ CommandKind = Literal[
     "add_reaction",
     "add_comment",
     "create_ticket",
+    "draft_article",
     "fetch_record",
 ]

@@ -92,12 +92,16 @@ def both(*decisions: Callable[[S, Any], Sequence[Emit]]) -> Callable[[S, Any], S
     return decide
 
 
+#: Outcomes of commands whose reply_key is a thread, not a record.
+THREAD_KEYED_OUTCOMES = frozenset({"create_ticket", "draft_article"})
+
+
 def by_kind(thread_keyed: Handler, record_keyed: Handler) -> Handler:
-    """Outcomes come keyed by the state they update: a created ticket's by its thread (Escalate),
-    the rest by their record (Link, Follow)."""
+    """Outcomes come keyed by the state they update: a created ticket's or a thread's draft
+    article's by its thread (Escalate, which ignores drafts), the rest by their record (Link, Follow)."""
 
     def handle(envelope: Envelope[Any], key: str) -> Sequence[Emit]:
-        chosen = thread_keyed if envelope.data.command_kind == "create_ticket" else record_keyed
+        chosen = thread_keyed if envelope.data.command_kind in THREAD_KEYED_OUTCOMES else record_keyed
         return chosen(envelope, key)
 
     return handle

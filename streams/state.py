@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, TypeAdapter
 
 from schemas.records import Record, RecordRef
-from schemas.social import ThreadRef
+from schemas.social import SocialMessage, ThreadRef
 from schemas.visibility import Visibility
 
 MAX_CARDS = 100
@@ -115,6 +115,12 @@ class Line(BaseModel):
     author: str
     text: str = Field(max_length=MAX_LINE)
 
+    @classmethod
+    def of(cls, message: SocialMessage) -> Line:
+        """The message as a transcript quotes it: its author's name, its text cut to MAX_LINE."""
+        text = message.text if len(message.text) <= MAX_LINE else message.text[: MAX_LINE - 1] + "…"
+        return cls(message_id=message.message_id, author=message.author.display_name or message.author.id, text=text)
+
 
 class Escalation(BaseModel):
     """The thread's ticket: asked for (one command, whoever asks again), opened, or refused."""
@@ -158,13 +164,16 @@ class ThreadState(BaseModel):
     )
     escalation: Escalation | None = None
     suggested: list[str] = Field(default_factory=list, description="Articles Know suggested here (the last 20).")
+    drafted: bool = Field(default=False, description="Know asked for this thread's draft article (it was resolved).")
+    permalink: str | None = Field(default=None, description="The link of the first message heard with one.")
     reach: Reach | None = None
 
     def suggest(self, record_ids: list[str]) -> None:
         self.suggested = [*self.suggested, *record_ids][-MAX_SUGGESTED:]
 
-    def heard(self, line: Line, keep: int) -> None:
+    def heard(self, line: Line, keep: int, *, permalink: str | None = None) -> None:
         self.transcript = [*[old for old in self.transcript if old.message_id != line.message_id], line][-keep:]
+        self.permalink = self.permalink or permalink
 
     def records_named_elsewhere(self, message_id: str) -> set[str]:
         return {ref for other, refs in self.named.items() if other != message_id for ref in refs}

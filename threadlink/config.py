@@ -172,6 +172,23 @@ class KnowSettings(BaseModel):
     startup_wait_s: float = Field(
         default=120, ge=0, description="How long a starting worker waits to have read the articles before it serves."
     )
+    draft_target: str | None = Field(
+        default=None,
+        description="The content connector that writes a resolved thread up as a draft article (e.g. wordpress); "
+        "unset: no drafts.",
+    )
+    resolved_reaction: str | None = Field(
+        default="white_check_mark",
+        description="A reaction (by name, without colons) that marks the thread resolved; null: none.",
+    )
+    resolved_command: str | None = Field(
+        default="resolved",
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="A word that, addressed to threadlink (@threadlink resolved), marks the thread resolved.",
+    )
+    transcript_messages: int = Field(
+        default=20, ge=1, le=100, description="The thread's last messages the draft article quotes."
+    )
 
 
 class NoticePlace(BaseModel):
@@ -418,9 +435,12 @@ def load_settings(path: str | Path | None = None) -> Settings:
                     f"{source}: streams.mention_patterns.{index}.system: {pattern.system!r} is not "
                     "a configured connector"
                 )
-        target = settings.streams.escalate.target
-        if target is not None and target not in known:
-            problems.append(f"{source}: streams.escalate.target: {target!r} is not a configured connector")
+        for where, target in (
+            ("escalate.target", settings.streams.escalate.target),
+            ("know.draft_target", settings.streams.know.draft_target),
+        ):
+            if target is not None and target not in known:
+                problems.append(f"{source}: streams.{where}: {target!r} is not a configured connector")
         problems += _reach_problems(source, settings.streams, known)
     if problems or settings is None:
         raise ConfigError("\n".join(problems))

@@ -7,13 +7,13 @@ from __future__ import annotations
 from connectors.base import ConnectorContext
 from schemas.commands import Command
 from schemas.envelope import Envelope
-from schemas.records import RecordEvent, RecordMissing, TicketRecord
+from schemas.records import ArticleRecord, RecordEvent, RecordMissing, TicketRecord
 from schemas.visibility import Visibility
 
 
 async def publish_looked_up(
     ctx: ConnectorContext,
-    data: TicketRecord | RecordMissing,
+    data: TicketRecord | ArticleRecord | RecordMissing,
     type: str,
     command: Command,
     envelope: Envelope[Command],

@@ -59,12 +59,6 @@ def _who(author: Author) -> str:
     return author.display_name or author.id
 
 
-def _line(message: SocialMessage) -> Line:
-    author = _who(message.author)
-    text = message.text if len(message.text) <= MAX_LINE else message.text[: MAX_LINE - 1] + "…"
-    return Line(message_id=message.message_id, author=author, text=text)
-
-
 @dataclass
 class Escalate:
     emitter: Emitter
@@ -108,12 +102,12 @@ class Escalate:
         escalation = thread.escalation
         if escalation is None or escalation.status == "failed":
             if message.action == "posted":
-                thread.heard(_line(message), self.settings.transcript_messages)
+                thread.heard(Line.of(message), self.settings.transcript_messages)
             return []
         if message.action == "deleted":
             ESCALATE.labels("skipped").inc()
             return []  # the ticket keeps the record of what was said
-        line = _line(message)
+        line = Line.of(message)
         if message.action == "edited":
             line = line.model_copy(update={"text": f"(edited) {line.text}"[:MAX_LINE]})
         if escalation.status == "requested":

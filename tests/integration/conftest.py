@@ -14,6 +14,7 @@ from threadlink.topics_admin import apply_topics
 
 from .redmine_server import Redmine, RedmineError
 from .synapse_server import SERVER_NAME, AppService, Synapse, SynapseError
+from .wordpress_server import WordPress, WordPressError
 
 
 @pytest.fixture
@@ -65,5 +66,20 @@ def redmine() -> Iterator[Redmine]:
     except RedmineError as exc:
         pytest.fail(f"could not start Redmine: {exc}")
     print(f"redmine: {server.timings}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def wordpress() -> Iterator[WordPress]:
+    """A real WordPress 6.1 (Debian's package, installed here when missing) on a free 127.0.0.1
+    port, MariaDB in a temporary data directory, an application password for the admin; shared by
+    every WordPress test (each makes posts of its own)."""
+    server = WordPress()
+    try:
+        server.start()
+    except WordPressError as exc:
+        pytest.fail(f"could not start WordPress: {exc}")
+    print(f"wordpress: {server.timings}")
     yield server
     server.stop()

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import debian_packages
+
 REDMINE_DIR = Path("/usr/share/redmine")
 TMP_LINK = REDMINE_DIR / "tmp"
 TMP_TARGET = Path("/var/cache/redmine/default/tmp")
@@ -35,7 +37,6 @@ PRESEED = (
     "redmine redmine/instances/default/dbconfig-install boolean true\n"
     "redmine redmine/instances/default/database-type select sqlite3\n"
 )
-APT = ("apt-get", "-o", "DPkg::Lock::Timeout=600")
 SERVER = ("bundle", "exec", "rails", "server", "-b", "127.0.0.1", "-e", "production")
 RUN_ENV = {"REDMINE_INSTANCE": "default", "RAILS_ENV": "production"}
 PROJECT = "threadlink"
@@ -47,42 +48,12 @@ class RedmineError(RuntimeError):
 
 
 def _run(cmd: list[str], *, what: str, timeout: float, env: dict[str, str] | None = None, **kw: Any) -> str:
-    done = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, check=False, env={**os.environ, **(env or {})}, **kw
-    )
-    if done.returncode != 0:
-        raise RedmineError(f"{what} failed ({done.returncode}): {(done.stderr or done.stdout)[-2000:]}")
-    return done.stdout
-
-
-def installed() -> bool:
-    done = subprocess.run(
-        ["dpkg-query", "-W", "-f=${Status}\n", *PACKAGES], capture_output=True, text=True, check=False
-    )
-    return done.returncode == 0 and done.stdout.count("install ok installed") == len(PACKAGES)
+    return debian_packages.run(cmd, what=what, timeout=timeout, error=RedmineError, env=env, **kw)
 
 
 def ensure_installed() -> float:
     """Install the packages unless they are; returns the seconds it took (0 when skipped)."""
-    if installed():
-        return 0.0
-    if os.geteuid() != 0:
-        raise RedmineError("the redmine packages are missing and installing them needs root")
-    started = time.monotonic()
-    _run(["debconf-set-selections"], what="debconf preseed", timeout=60, input=PRESEED)
-    env = {"DEBIAN_FRONTEND": "noninteractive"}
-    if not any(Path("/var/lib/apt/lists").glob("*Packages*")):
-        _run([*APT, "update"], what="apt-get update", timeout=900, env=env)
-    try:
-        _run(
-            [*APT, "install", "-y", "--no-install-recommends", *PACKAGES], what="apt-get install", timeout=1200, env=env
-        )
-    except RedmineError:
-        _run([*APT, "update"], what="apt-get update", timeout=900, env=env)
-        _run(
-            [*APT, "install", "-y", "--no-install-recommends", *PACKAGES], what="apt-get install", timeout=1200, env=env
-        )
-    return time.monotonic() - started
+    return debian_packages.ensure_installed(PACKAGES, error=RedmineError, preseed=PRESEED)
 
 
 def ensure_prepared() -> None:

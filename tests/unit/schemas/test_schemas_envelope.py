@@ -20,6 +20,7 @@ from schemas.commands import (
     CommandKind,
     CreateTicket,
     DeleteCard,
+    DraftArticle,
     FetchRecord,
     PostCard,
     PostMessage,
@@ -131,6 +132,15 @@ def command_examples() -> list[Any]:
         ),
         CreateTicket(
             command_id=command_id_for("create_ticket", "x"), target="jira", thread=THREAD, project="PROJ", summary="S"
+        ),
+        DraftArticle(
+            command_id=command_id_for("draft_article", THREAD.id),
+            target="wordpress",
+            reply_key=THREAD.id,
+            thread=THREAD,
+            title="Checkout is down: restart the pod",
+            body="Restart it.\n\nThen check the health page.",
+            permalink="https://acme.slack.com/archives/C0001/p1741064767000100",
         ),
         FetchRecord(command_id=command_id_for("fetch_record", "x"), target="jira", record=RECORD),
     ]

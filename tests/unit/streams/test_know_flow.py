@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from bench.know import evaluate, labelled_set
+from schemas.commands import DraftArticle, command_id_for
 from schemas.records import ArticleRecord, RecordRef
-from schemas.social import Author, SocialMessage
+from schemas.social import Author, SocialMessage, SocialReaction
 from streams.flows.emit import Emitter
 from streams.flows.know import Know, is_question
 from streams.knowledge import ArticleIndex, ArticleReader
@@ -40,7 +41,7 @@ def ask(know: Know, state: ThreadState, text: str, *, message_id: str = "1.1", *
     message = SocialMessage(
         thread=thread(),
         message_id=message_id,
-        author=Author(id="U1", is_threadlink=values.pop("own", False)),
+        author=Author(id="U1", display_name=values.pop("author_name", None), is_threadlink=values.pop("own", False)),
         text=text,
         **values,
     )
@@ -116,3 +117,56 @@ def test_the_index_keeps_the_newest_version_drops_drafts_and_deleted_and_is_boun
     reader._take(Envelope.wrap(draft, type="io.threadlink.record.article.upserted", source_system="wp").to_bytes())
     assert len(index) == 1  # a draft is not an answer: the article left the index
     reader._take(b"not json")  # ignored, never raised
+
+
+# -- a resolved thread becomes a draft article ---------------------------------------------------
+
+
+def react(know: Know, state: ThreadState, reaction: str = "white_check_mark", **values: Any) -> list[Any]:
+    event = SocialReaction(
+        thread=thread(),
+        message_id="1.1",
+        reaction=reaction,
+        author=Author(id="U2", is_threadlink=values.pop("own", False)),
+        **values,
+    )
+    return know.on_social(state, envelope(event))
+
+
+def test_a_thread_marked_resolved_becomes_one_draft_article_quoting_what_was_said() -> None:
+    know, state = desk(draft_target="wordpress")
+    ask(know, state, "Checkout   returns 502 since the deploy", message_id="1.1", permalink="https://acme.slack.com/p1")
+    ask(know, state, "Restarting the pod fixed it", message_id="1.2", author_name="Ada")
+    [drafted] = commands(react(know, state), "draft_article")
+    draft = drafted.envelope.data
+    assert isinstance(draft, DraftArticle)
+    assert (draft.target, draft.thread, draft.reply_key) == ("wordpress", thread(), thread().id)
+    assert draft.title == "Checkout returns 502 since the deploy"
+    assert draft.body == "U1: Checkout   returns 502 since the deploy\n\nAda: Restarting the pod fixed it"
+    assert draft.permalink == "https://acme.slack.com/p1"
+    assert draft.command_id == command_id_for("draft_article", thread().id)
+    assert drafted.topic == NAMES.commands("wordpress") and drafted.key == thread().id
+    # Marked again (a second person, the command, a redelivery): nothing more.
+    assert react(know, state) == []
+    mention = {"mentions_threadlink": True}
+    assert commands(ask(know, state, "@threadlink resolved", message_id="1.3", **mention), "draft_article") == []
+
+
+def test_the_resolved_command_marks_it_too_and_what_does_not_mark_it() -> None:
+    know, state = desk(draft_target="wordpress")
+    said = ask(know, state, "@threadlink Resolved, thanks all", message_id="1.1", mentions_threadlink=True)
+    [drafted] = commands(said, "draft_article")
+    assert drafted.envelope.data.title == "Resolved in a slack thread"  # nothing heard before it
+
+    for settings, event in [
+        ({}, lambda k, s: react(k, s)),  # no draft_target: off
+        ({"draft_target": "wordpress"}, lambda k, s: react(k, s, own=True)),
+        ({"draft_target": "wordpress"}, lambda k, s: react(k, s, reaction="eyes")),
+        ({"draft_target": "wordpress"}, lambda k, s: react(k, s, action="removed")),
+        ({"draft_target": "wordpress"}, lambda k, s: react(k, s, channel_visibility="restricted")),
+        ({"draft_target": "wordpress"}, lambda k, s: ask(k, s, "resolved", message_id="2.1")),  # not addressed
+        ({"draft_target": "wordpress", "resolved_reaction": None}, lambda k, s: react(k, s)),
+    ]:
+        know, state = desk(**settings)
+        assert commands(event(know, state), "draft_article") == [], settings
+        assert not state.drafted

@@ -20,7 +20,8 @@ from sandbox.matrix_api import FakeMatrix, Room
 from sandbox.redmine_api import FakeRedmine
 from sandbox.slack_api import FakeSlack
 from sandbox.slack_api import sign as slack_sign
-from schemas.commands import AddComment, Command, PostCard, command_id_for
+from sandbox.wordpress_api import FakeWordPress
+from schemas.commands import AddComment, Command, FetchRecord, PostCard, command_id_for
 from schemas.records import RecordRef, TicketRecord
 from schemas.social import ThreadRef
 
@@ -526,6 +527,47 @@ class RedmineHarness(_NoWebhookHarness):
         )
 
 
+class WordPressHarness(_NoWebhookHarness):
+    """No webhooks (WordPress has none: its poller is tested against a real WordPress in
+    tests/integration/test_wordpress.py); REST out (FetchRecord of a post without terms: one
+    GET /wp/v2/posts/N)."""
+
+    kind = "wordpress"
+
+    USERNAME = "threadlink"
+    APP_PASSWORD = "conf ormA nceP assw ordN otRl"
+
+    async def start_stand_in(self) -> FakeWordPress:
+        fake = FakeWordPress(username=self.USERNAME, app_password=self.APP_PASSWORD)
+        await fake.start()
+        return fake
+
+    def config(self, stand_in: FakeWordPress) -> Mapping[str, Any]:
+        return {"base_url": stand_in.url, "username": self.USERNAME, "app_password": self.APP_PASSWORD}
+
+    def secrets(self) -> tuple[str, ...]:
+        token = base64.b64encode(f"{self.USERNAME}:{self.APP_PASSWORD}".encode()).decode()
+        return (self.APP_PASSWORD, token)
+
+    async def sample_command(self, stand_in: FakeWordPress, ctx: ConnectorContext) -> Command:
+        post = stand_in.posts.get(1) or stand_in.put_post("Checkout runbook", "<p>Restart it.</p>", categories=[])
+        ref = RecordRef(system=ctx.name, key=str(post["id"]))
+        return FetchRecord(command_id=command_id_for("fetch_record", ref.id), target=ctx.name, record=ref)
+
+    def fail_next_call(self, stand_in: FakeWordPress, status: int, *, retry_after: float | None = None) -> None:
+        stand_in.fail_next(status, retry_after=retry_after, path_prefix="/wp-json/wp/v2/posts/1")
+
+    def unsupported_command(self, ctx: ConnectorContext) -> Command:
+        thread = ThreadRef(platform="slack", workspace="T0001", channel="C0CONFORM01", thread_id="1700000000.000100")
+        return AddComment(
+            command_id="add_comment-conformance",
+            target=ctx.name,
+            record=RecordRef(system=ctx.name, key="1"),
+            thread=thread,
+            body="Discussed in a Slack thread",
+        )
+
+
 #: Every connector's harness; the suite fails when a registered connector has none.
 HARNESSES: tuple[ConnectorHarness, ...] = (
     SlackHarness(),
@@ -535,4 +577,5 @@ HARNESSES: tuple[ConnectorHarness, ...] = (
     MatrixHarness(),
     OpcuaHarness(),
     RedmineHarness(),
+    WordPressHarness(),
 )

@@ -106,7 +106,7 @@ async def test_polling_publishes_issues_and_notes_once_with_their_visibility_and
     key_b = f"{NAME}:{second['id']}"
     restarted = RedmineIssuesPoller(settings, ctx(topics), project=project)
     await poll_for_a_while(
-        kafka_bootstrap, topics, restarted, lambda: key_b in [e.subject for e in records(kafka_bootstrap, topics)]
+        kafka_bootstrap, topics, NAME, restarted, lambda: key_b in [e.subject for e in records(kafka_bootstrap, topics)]
     )
     subjects = [e.subject for e in records(kafka_bootstrap, topics)]
     assert subjects.count(key_a) == 1 and subjects.count(key_b) == 1

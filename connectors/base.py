@@ -270,7 +270,8 @@ class PollingSource(ABC):
       not thrown away to be polled again. Then `stop()` is called.
     - A newer owner fenced this one (its producer was fenced): polling stops with one warning,
       and `stop()` is called; it is not retried.
-    - `RetriableError`: polled again after exponential backoff. Any other exception: logged,
+    - `RetriableError`: polled again after its `retry_after` when the platform said (a 429's
+      Retry-After), else after exponential backoff. Any other exception: logged,
       polled again after `interval_s` (a bug must not stop the other pollers).
 
     What a poller must guarantee: `poll` only reads the platform and maps what it finds; it

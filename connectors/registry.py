@@ -16,6 +16,7 @@ PLUGINS: dict[str, str] = {
     "opcua": "connectors.opcua.connector",
     "redmine": "connectors.redmine.connector",
     "wordpress": "connectors.wordpress.connector",
+    "zendesk": "connectors.zendesk.connector",
 }
 
 

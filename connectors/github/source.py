@@ -14,13 +14,9 @@ has no use for (a comment pinned). The legacy SHA-1 `X-Hub-Signature` is not acc
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import logging
 from collections.abc import Mapping
 from typing import Any
-
-from kafka.errors import KafkaError
 
 from connectors.base import ConnectorContext, Unauthorized, WebhookRequest, WebhookResponse, WebhookSource, header_value
 from connectors.errors import SkippableError
@@ -33,14 +29,13 @@ from connectors.github.mapping import (
     repo_of,
     ticket_from_issue,
 )
-from connectors.runtime.dedup import RecentIds
+from connectors.runtime.dedup import InFlight, RecentIds
 from connectors.runtime.payloads import parse_json_object
+from connectors.runtime.recent import remember_published
 from connectors.runtime.signatures import hub_signature, hub_signature_problem
 from schemas import events
 from schemas.envelope import Envelope
 from schemas.records import RecordComment, RecordEvent, RecordMissing, RecordRef, version_of
-
-log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 EVENT_HEADER = "X-GitHub-Event"
@@ -67,23 +62,13 @@ class GitHubWebhookSource(WebhookSource):
         self.config = config
         self.ctx = ctx
         self._recent = recent if recent is not None else RecentIds()
-        # delivery -> its publish in progress: a redelivery meanwhile waits for it.
-        self._in_flight: dict[str, asyncio.Future[None]] = {}
+        self._in_flight = InFlight()  # a redelivery while its first delivery publishes waits for it
 
     async def start(self) -> None:
         """Remember the deliveries published lately (by this replica before a restart, or by
         another), so their redeliveries publish nothing new."""
-        if self.ctx.published_lately is None or self.config.redelivery_window_s == 0:
-            return
-        prefix = f"{self.ctx.name}:"
-        for topic in (self.ctx.topics.records, self.ctx.topics.record_comments):
-            try:
-                ids = await self.ctx.published_lately(topic, id_prefix=prefix, since_s=self.config.redelivery_window_s)
-            except (KafkaError, OSError, TimeoutError) as exc:  # a broker that does not answer is not fatal
-                log.warning("%s: could not read back deliveries published lately on %s (%s)", self.ctx.name, topic, exc)
-                continue
-            for envelope_id in ids:
-                self._recent.remember(envelope_id.removeprefix(prefix))
+        topics = (self.ctx.topics.records, self.ctx.topics.record_comments)
+        await remember_published(self.ctx, self._recent, self.config.redelivery_window_s, topics=topics)
 
     def verify(self, request: WebhookRequest) -> None:
         problem = signature_problem(
@@ -110,11 +95,6 @@ class GitHubWebhookSource(WebhookSource):
         delivery = self._delivery(request)
         if self._recent.seen(delivery):
             return WebhookResponse(json={"duplicate": delivery}, outcome="duplicate")
-        pending = self._in_flight.get(delivery)
-        if pending is not None:
-            await asyncio.shield(pending)  # its failure is this answer's failure too: GitHub may redeliver
-            return WebhookResponse(json={"duplicate": delivery}, outcome="duplicate")
-
         envelope_id = f"{self.ctx.name}:{delivery}"
         if event == "issue_comment":
             envelope, topic = self._comment(payload, envelope_id), self.ctx.topics.record_comments
@@ -122,15 +102,10 @@ class GitHubWebhookSource(WebhookSource):
             envelope, topic = self._issue_gone(payload, action, envelope_id), self.ctx.topics.records
         else:
             envelope, topic = self._issue(payload, envelope_id), self.ctx.topics.records
-        publish = asyncio.ensure_future(self._publish(delivery, topic, envelope))
-        self._in_flight[delivery] = publish
-        try:
-            await asyncio.shield(publish)  # a client that hangs up does not cancel a publish half-way
-        finally:
-            if publish.done():
-                self._in_flight.pop(delivery, None)
-            else:
-                publish.add_done_callback(lambda _done: self._in_flight.pop(delivery, None))
+        # Its failure is this answer's failure too (GitHub may redeliver); a client that hangs up
+        # does not cancel a publish half-way.
+        if not await self._in_flight.once(delivery, lambda: self._publish(delivery, topic, envelope)):
+            return WebhookResponse(json={"duplicate": delivery}, outcome="duplicate")
         return WebhookResponse(json={"published": envelope.id})
 
     async def _publish(self, delivery: str, topic: str, envelope: Envelope[Any]) -> None:

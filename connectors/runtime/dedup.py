@@ -8,9 +8,10 @@ through (a restart, another replica) is still recognisable downstream.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 class RecentIds:
@@ -60,3 +61,28 @@ class RecentIds:
             if expiry > now:
                 return
             del self._expiry[oldest]
+
+
+class InFlight:
+    """Work under way, by key (a webhook delivery being published): a second request for a key
+    whose work is under way waits for it, sharing its outcome (a failure fails both, so the
+    platform redelivers), instead of doing it again; a client that hangs up does not cancel the
+    work half-way. For one event loop."""
+
+    def __init__(self) -> None:
+        self._work: dict[str, asyncio.Future[None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._work)
+
+    async def once(self, key: str, work: Callable[[], Awaitable[None]]) -> bool:
+        """Run `work()` for `key`, or wait for the run already under way; True when this call ran it."""
+        pending = self._work.get(key)
+        if pending is not None:
+            await asyncio.shield(pending)
+            return False
+        running = asyncio.ensure_future(work())
+        self._work[key] = running
+        running.add_done_callback(lambda done: self._work.pop(key) if self._work.get(key) is done else None)
+        await asyncio.shield(running)
+        return True

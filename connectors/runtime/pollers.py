@@ -387,9 +387,12 @@ class _PollerOwner:
                 raise
             except RetriableError as exc:
                 delay = min(max(delay, self.poller.interval_s) * 2, MAX_BACKOFF_S)
+                # The platform said how long (a 429's Retry-After): that, not our own guess, so a
+                # rate-limited export resumes as soon as it may. This poller's task alone waits.
+                wait = min(max(exc.retry_after, 0.0), MAX_BACKOFF_S) if exc.retry_after is not None else delay
                 POLLS.labels(self.connector, "retried").inc()
-                log.warning("poller %s: %s; next try in %.1fs", self.key, exc, delay)
-                await asyncio.sleep(delay)
+                log.warning("poller %s: %s; next try in %.1fs", self.key, exc, wait)
+                await asyncio.sleep(wait)
                 continue
             except Exception:  # a bug in one poller must not stop the others
                 POLLS.labels(self.connector, "failed").inc()

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -90,25 +91,38 @@ async def published_ids(
     )
 
 
-async def remember_published(ctx: Any, recent: Any, window_s: float) -> int:
-    """Fill `recent` (a RecentIds) with the platform ids (`<connector>:` stripped) of the
-    events `ctx`'s connector published on the social events topic in the last `window_s`
+async def remember_published(
+    ctx: Any,
+    recent: Any,
+    window_s: float,
+    *,
+    topics: Sequence[str] | None = None,
+    delivery_of: Callable[[str], str] | None = None,
+) -> int:
+    """Fill `recent` (a RecentIds) with the platform ids (`<connector>:` stripped, then
+    `delivery_of` applied: one delivery may have published several events) of the events `ctx`'s
+    connector published on `topics` (default: the social events topic) in the last `window_s`
     seconds; returns how many. A broker that does not answer is logged, not raised: downstream
     still knows a redelivery by its envelope id."""
     if ctx.published_lately is None or window_s == 0:
         return 0
     prefix = f"{ctx.name}:"
-    try:
-        ids = await ctx.published_lately(ctx.topics.social_events, id_prefix=prefix, since_s=window_s)
-    except (KafkaError, OSError, TimeoutError) as exc:
-        log.warning(
-            "%s: could not read back the events published lately (%s); redeliveries of events "
-            "published before this start will not be recognised here",
-            ctx.name,
-            exc,
-        )
-        return 0
-    for envelope_id in ids:
-        recent.remember(envelope_id.removeprefix(prefix))
-    log.info("%s: remembered %d events published in the last %.0fs", ctx.name, len(ids), window_s)
-    return len(ids)
+    remembered = 0
+    for topic in topics or (ctx.topics.social_events,):
+        try:
+            ids = await ctx.published_lately(topic, id_prefix=prefix, since_s=window_s)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning(
+                "%s: could not read back the events published lately on %s (%s); redeliveries of events "
+                "published before this start will not be recognised here",
+                ctx.name,
+                topic,
+                exc,
+            )
+            continue
+        for envelope_id in ids:
+            delivery = envelope_id.removeprefix(prefix)
+            recent.remember(delivery_of(delivery) if delivery_of else delivery)
+        remembered += len(ids)
+    log.info("%s: remembered %d events published in the last %.0fs", ctx.name, remembered, window_s)
+    return remembered

@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from connectors.base import ConnectorContext, ConnectorParts, WebhookRequest, WebhookRoute, WebhookSource
@@ -21,6 +22,7 @@ from sandbox.redmine_api import FakeRedmine
 from sandbox.slack_api import FakeSlack
 from sandbox.slack_api import sign as slack_sign
 from sandbox.wordpress_api import FakeWordPress
+from sandbox.zendesk_api import FakeZendesk, zendesk_time
 from schemas.commands import AddComment, Command, FetchRecord, PostCard, command_id_for
 from schemas.records import RecordRef, TicketRecord
 from schemas.social import ThreadRef
@@ -568,6 +570,102 @@ class WordPressHarness(_NoWebhookHarness):
         )
 
 
+class ZendeskHarness(ConnectorHarness):
+    """Ticket-event webhooks in (`X-Zendesk-Webhook-Signature` over the timestamp and the body),
+    Tickets API out (AddComment: one PUT /api/v2/tickets/{id}.json). Zendesk's OpenAPI file is
+    not kept (../shared/specs/zendesk/README.md): FakeZendesk checks the documented formats."""
+
+    kind = "zendesk"
+    signature_headers = ("X-Zendesk-Webhook-Signature", "X-Zendesk-Webhook-Signature-Timestamp")
+
+    EMAIL = "threadlink@example.com"
+    API_TOKEN = "zendesk-conformance-token-not-real"
+    WEBHOOK_SECRET = "zendesk-conformance-signing-secret"
+
+    async def start_stand_in(self) -> FakeZendesk:
+        fake = FakeZendesk(email=self.EMAIL, api_token=self.API_TOKEN, webhook_secret=self.WEBHOOK_SECRET)
+        await fake.start()
+        return fake
+
+    def config(self, stand_in: FakeZendesk) -> Mapping[str, Any]:
+        return {
+            "base_url": stand_in.url,
+            "email": self.EMAIL,
+            "api_token": self.API_TOKEN,
+            "webhook_secret": self.WEBHOOK_SECRET,
+        }
+
+    def secrets(self) -> tuple[str, ...]:
+        basic = base64.b64encode(f"{self.EMAIL}/token:{self.API_TOKEN}".encode()).decode()
+        return (self.API_TOKEN, self.WEBHOOK_SECRET, basic)
+
+    async def _ticket(self, stand_in: FakeZendesk) -> int:
+        if stand_in.ticket(1) is None:
+            await stand_in.put_ticket("Checkout is down", priority="high")
+        return 1
+
+    async def sample_webhook(self, stand_in: FakeZendesk) -> WebhookRequest:
+        ticket_id = await self._ticket(stand_in)
+        body, headers = stand_in.signed(stand_in.ticket_event("status_changed", ticket_id))
+        return WebhookRequest(headers=headers, body=body)
+
+    def sign(
+        self, body: bytes, *, headers: Mapping[str, str] | None = None, secret: str | None = None
+    ) -> WebhookRequest:
+        timestamp = zendesk_time(datetime.now(UTC))
+        signed = timestamp.encode() + body
+        digest = base64.b64encode(hmac.new((secret or self.WEBHOOK_SECRET).encode(), signed, hashlib.sha256).digest())
+        return WebhookRequest(
+            headers={
+                **_without(headers, self.signature_headers),
+                "X-Zendesk-Webhook-Signature-Timestamp": timestamp,
+                "X-Zendesk-Webhook-Signature": digest.decode(),
+            },
+            body=body,
+        )
+
+    def redelivery(self, request: WebhookRequest) -> WebhookRequest:
+        # Zendesk retries a failed delivery with the same payload (its event id), signed anew.
+        return self.sign(request.body, headers=request.headers)
+
+    def malformed_bodies(self) -> dict[str, bytes]:
+        event = {"type": "zen:event-type:ticket.status_changed", "id": "5e4f6b2a-0000-4000-8000-000000000001"}
+        return {
+            **super().malformed_bodies(),
+            "without-type": json.dumps({"id": "x", "detail": {"id": "1"}}).encode(),
+            "ticket-event-without-detail": json.dumps(event).encode(),
+            "ticket-event-without-ticket-id": json.dumps({**event, "detail": {"subject": "x"}}).encode(),
+            "comment-added-without-comment": json.dumps(
+                {**event, "type": "zen:event-type:ticket.comment_added", "detail": {"id": "1"}, "event": {}}
+            ).encode(),
+        }
+
+    async def sample_command(self, stand_in: FakeZendesk, ctx: ConnectorContext) -> Command:
+        ticket_id = await self._ticket(stand_in)
+        thread = ThreadRef(platform="slack", workspace="T0001", channel="C0CONFORM01", thread_id="1700000000.000100")
+        return AddComment(
+            command_id=command_id_for("add_comment", str(ticket_id), thread.id),
+            target=ctx.name,
+            record=RecordRef(system=ctx.name, key=str(ticket_id)),
+            thread=thread,
+            body="Discussed in a Slack thread",
+            permalink="https://acme.slack.com/archives/C0CONFORM01/p1700000000000100",
+        )
+
+    def fail_next_call(self, stand_in: FakeZendesk, status: int, *, retry_after: float | None = None) -> None:
+        stand_in.fail_next(status, retry_after=retry_after, path_prefix="/api/v2/tickets/1.json", method="PUT")
+
+    def unsupported_command(self, ctx: ConnectorContext) -> Command:
+        thread = ThreadRef(platform="slack", workspace="T0001", channel="C0CONFORM01", thread_id="1700000000.000100")
+        return PostCard(
+            command_id="post_card-conformance",
+            target=ctx.name,
+            destination=thread,
+            record=TicketRecord(ref=RecordRef(system=ctx.name, key="1"), title="Checkout is down"),
+            in_reply_to=thread.thread_id,
+        )
+
+
 #: Every connector's harness; the suite fails when a registered connector has none.
 HARNESSES: tuple[ConnectorHarness, ...] = (
     SlackHarness(),
@@ -578,4 +676,5 @@ HARNESSES: tuple[ConnectorHarness, ...] = (
     OpcuaHarness(),
     RedmineHarness(),
     WordPressHarness(),
+    ZendeskHarness(),
 )

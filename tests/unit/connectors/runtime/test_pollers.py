@@ -14,6 +14,7 @@ import pytest
 from kafka.errors import KafkaError, KafkaTimeoutError, ProducerFencedError
 
 from connectors.base import Cursor, PollingSource, PollResult
+from connectors.errors import BackpressureError
 from connectors.runtime import pollers
 from connectors.runtime.pollers import PollerGroup, _Owned, _PollerOwner, is_fenced
 from schemas.topics import TopicNames
@@ -101,3 +102,42 @@ async def test_a_fenced_poller_steps_down_with_one_warning_and_does_not_retry(
     assert producer.calls == ["begin", "send", "close"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings == ["poller feed/feed: fenced by a newer owner; this replica stops polling it"]
+
+
+class RateLimited(PollingSource):
+    """Answered 429 with Retry-After once, then polls fine; the third poll ends the test."""
+
+    name = "limited"
+    interval_s = 100.0
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    async def poll(self, cursor: Cursor) -> PollResult:
+        self.polls += 1
+        if self.polls == 1:
+            raise BackpressureError("export: HTTP 429", status=429, retry_after=0.25)
+        if self.polls == 3:
+            raise asyncio.CancelledError
+        return PollResult(events=[], cursor={"next": self.polls}, more=True)
+
+
+async def test_a_poll_answered_429_waits_its_retry_after_not_the_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The platform said how long: a rate-limited poller resumes after Retry-After (0.25s here),
+    not after doubling its 100s interval; only its own task waits."""
+    poller = RateLimited()
+    group = PollerGroup("127.0.0.1:9", TopicNames("t"), [("limited", poller)])
+    owner = _PollerOwner(group, "limited", poller, "limited/limited", 0, _Owned(fenced=asyncio.Future()))
+    monkeypatch.setattr(owner, "_commit", lambda producer, result: None)
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(pollers.asyncio, "sleep", sleep)
+
+    with pytest.raises(asyncio.CancelledError):
+        await owner._loop(SimpleNamespace(), None)  # type: ignore[arg-type]
+
+    assert poller.polls == 3 and waits == [0.25]
+    owner.executor.shutdown(wait=False)

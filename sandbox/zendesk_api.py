@@ -141,6 +141,7 @@ class _Failure:
     retry_after: float | None
     path_prefix: str | None
     method: str | None
+    after_store: bool = False
 
 
 @dataclass
@@ -256,10 +257,12 @@ class FakeZendesk:
         retry_after: float | None = None,
         path_prefix: str | None = None,
         method: str | None = None,
+        after_store: bool = False,
     ) -> None:
         """Answer the next `times` calls (optionally only `method` calls under `path_prefix`) with
-        `status` instead of serving them, with `Retry-After` when given."""
-        self._failures.extend(_Failure(status, retry_after, path_prefix, method) for _ in range(times))
+        `status` instead of serving them, with `Retry-After` when given. `after_store=True` serves
+        the call first and answers `status` all the same (an answer lost after Zendesk did the work)."""
+        self._failures.extend(_Failure(status, retry_after, path_prefix, method, after_store) for _ in range(times))
 
     def assert_no_violations(self) -> None:
         if self.violations:
@@ -438,6 +441,8 @@ class FakeZendesk:
             if failure.method is not None and failure.method.upper() != request.method:
                 continue
             self._failures.remove(failure)
+            if failure.after_store and authenticated:
+                await handler(request)
             headers = {"Retry-After": f"{failure.retry_after:g}"} if failure.retry_after is not None else {}
             if failure.status == 429:
                 return web.Response(status=429, text="Rate limit exceeded", headers=headers)

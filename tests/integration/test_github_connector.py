@@ -7,24 +7,15 @@ asked for twice opens one issue."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-from aiohttp.test_utils import TestServer
 
-from connectors.base import ConnectorContext, ConnectorParts
-from connectors.github.config import GitHubConfig
-from connectors.registry import plugin_for
-from connectors.runtime.kafka import KafkaPublisher
-from connectors.runtime.sinks import SinkRunner
-from connectors.runtime.webhooks import DeadLetters, build_app, webhook_path
 from sandbox.contracts import SpecsMissing
 from sandbox.contracts.github import github_contract
 from sandbox.github_api import FakeGitHub
@@ -34,10 +25,8 @@ from schemas.envelope import Envelope
 from schemas.outcomes import Outcome
 from schemas.records import RecordEvent, RecordRef, TicketRecord
 from schemas.social import ThreadRef
-from schemas.topics import TopicNames
+from tests.integration.connector_deployment import Deployment, as_fields, deploy
 from tests.integration.kafka_helpers import envelopes, wait_for
-from threadlink.config import Settings
-from threadlink.topics_admin import apply_topics
 
 pytestmark = pytest.mark.integration
 
@@ -48,17 +37,8 @@ THREAD = ThreadRef(platform="slack", workspace="T01", channel="C01", thread_id="
 
 
 @dataclass
-class Deployed:
+class Deployed(Deployment):
     fake: FakeGitHub
-    topics: TopicNames
-    publisher: KafkaPublisher
-    parts: ConnectorParts
-    server: TestServer
-    bootstrap: str
-
-    @property
-    def webhook_url(self) -> str:
-        return str(self.server.make_url(webhook_path(NAME, self.parts.webhooks[0])))
 
     def records(self) -> list[Envelope[Any]]:
         return envelopes(self.bootstrap, self.topics.records, RecordEvent)
@@ -69,8 +49,7 @@ class Deployed:
 
 @pytest.fixture
 async def deployed(kafka_bootstrap: str, namespace: str, request: pytest.FixtureRequest) -> AsyncIterator[Deployed]:
-    """FakeGitHub, the connector built through its registry plugin with a real KafkaPublisher,
-    its webhook served by the runtime's HTTP app; topics of a namespace of this test's own."""
+    """FakeGitHub, and the connector deployed against it (tests/integration/connector_deployment.py)."""
     try:
         contract = github_contract()
     except SpecsMissing as exc:
@@ -79,54 +58,21 @@ async def deployed(kafka_bootstrap: str, namespace: str, request: pytest.Fixture
     await fake.start()
     fake.add_repo("acme/shop", private=True)
     entry = {"type": "github", "api_url": fake.url, "token": TOKEN, "webhook_secret": SECRET}
-    suffix = re.sub(r"[^a-z0-9]", "", request.node.name.lower())[-24:]
-    settings = Settings(
-        kafka={"bootstrap_servers": kafka_bootstrap, "namespace": f"{namespace}-gh-{suffix}"},
-        connectors={NAME: entry},
-    )
-    await asyncio.to_thread(apply_topics, settings)
-    topics = settings.kafka.topics
-    publisher = KafkaPublisher(kafka_bootstrap, client_id="tests-github")
-    plugin = plugin_for("github")
-    assert plugin is not None
-    config = GitHubConfig.model_validate({k: v for k, v in entry.items() if k != "type"})
-    parts = plugin.build(config, ConnectorContext(NAME, topics, publisher.labelled(NAME)))
-    for source in parts.webhooks:
-        await source.start()
-    app = build_app([(NAME, s) for s in parts.webhooks], dead_letters=DeadLetters(publisher, topics))
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
     try:
-        yield Deployed(fake, topics, publisher, parts, server, kafka_bootstrap)
+        async with deploy(
+            NAME, entry, bootstrap=kafka_bootstrap, namespace=namespace, test_name=request.node.name
+        ) as deployment:
+            yield Deployed(**as_fields(deployment), fake=fake)
         fake.assert_no_violations()
     finally:
-        await server.close()
-        for source in parts.webhooks:
-            await source.stop()
         await fake.stop()
-        await asyncio.to_thread(publisher.close)
 
 
 async def run_sink_until(deployed: Deployed, done: Any, timeout_s: float = 60) -> None:
-    assert deployed.parts.sink is not None
-    runner = SinkRunner(
-        NAME,
-        deployed.parts.sink,
-        bootstrap_servers=deployed.bootstrap,
-        topics=deployed.topics,
-        publisher=deployed.publisher,
-        client_id="tests-github",
-    )
-    await runner.start()
-    task = asyncio.create_task(runner.run())
-    try:
+    async with deployed.sink_running():
         async with asyncio.timeout(timeout_s):
             while not await asyncio.to_thread(done):
                 await asyncio.sleep(0.2)
-    finally:
-        runner.stop()
-        with contextlib.suppress(Exception):
-            await task
 
 
 def command_envelope(command: Command) -> Envelope[Command]:

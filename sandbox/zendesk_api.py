@@ -46,6 +46,7 @@ Usage::
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -209,6 +210,7 @@ class FakeZendesk:
         self._ids = itertools.count(1)
         self._object_ids = itertools.count(20_000_000_001)
         self._failures: list[_Failure] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._url = "http://127.0.0.1:0"
@@ -240,6 +242,7 @@ class FakeZendesk:
         return self._url
 
     async def stop(self) -> None:
+        await self.wait_deliveries()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -324,6 +327,19 @@ class FakeZendesk:
         self._touch(stored, self._clock())
 
     # -- webhooks ------------------------------------------------------------------------------
+
+    async def wait_deliveries(self) -> None:
+        """Until the webhooks of changes made over the API are delivered."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def _deliver_later(self, what: str, ticket_id: int, comment: _Comment | None = None) -> None:
+        """A change made over the API fires its webhook too, after the answer (as Zendesk does)."""
+        if not self.webhook_url or self._session is None:
+            return
+        task = asyncio.create_task(self.deliver(self.ticket_event(what, ticket_id, comment=comment)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def ticket_event(self, what: str, ticket_id: int, *, comment: _Comment | None = None) -> dict[str, Any]:
         """A ticket-event webhook payload (`zen:event-type:ticket.<what>`) for a stored ticket."""
@@ -558,6 +574,7 @@ class FakeZendesk:
         answer = {"ticket": self._ticket_json(stored), "audit": self._audit(stored, made)}
         if key is not None:
             self._idempotency[key] = _Remembered(digest, 201, answer, now + IDEMPOTENCY_TTL)
+        self._deliver_later("created", ticket_id)
         headers = {"Location": f"{self._url}/api/v2/tickets/{ticket_id}.json"}
         if key is not None:
             headers["x-idempotency-lookup"] = "miss"
@@ -579,6 +596,8 @@ class FakeZendesk:
             )
         stored.fields.update({k: v for k, v in ticket.items() if k in TICKET_WRITABLE and k != "comment"})
         self._touch(stored, now)
+        if made is not None:
+            self._deliver_later("comment_added", stored.fields["id"], made)
         return web.json_response({"ticket": self._ticket_json(stored), "audit": self._audit(stored, made)})
 
     async def _list_comments(self, request: web.Request) -> web.Response:

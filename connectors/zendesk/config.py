@@ -73,8 +73,8 @@ class ZendeskConfig(BaseModel):
     default_visibility: Visibility = Field(default="internal", description="Visibility of tickets and public comments.")
     internal_visibility: Visibility = Field(
         default="restricted",
-        description="Visibility of internal notes (and tickets with no public comment); never shown on a social "
-        "platform in any case (their comments are `public: false`).",
+        description="Visibility of internal notes; never shown on a social platform in any case (they are "
+        "`public: false`).",
     )
     comment_public: bool = Field(
         default=False,

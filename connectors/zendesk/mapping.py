@@ -72,10 +72,10 @@ def _lower(value: Any) -> str | None:
 
 
 def ticket_visibility(ticket: Mapping[str, Any], config: ZendeskConfig) -> Visibility:
-    """The account's visibility; a ticket without a single public comment (`is_public: false`, e.g.
-    one opened by an agent as an internal note) is narrowed to internal_visibility."""
-    if ticket.get("is_public") is False:
-        return narrowest(config.default_visibility, config.internal_visibility)
+    """The account's visibility. Not narrowed for a ticket without public comments
+    (`is_public: false`): that flag is about the requester, and every agent sees the ticket; its
+    internal notes stay internal on their own (`comment_record`). Narrowing it would hide the
+    card of a ticket threadlink itself opened with an internal note, in the very thread it came from."""
     return config.default_visibility
 
 

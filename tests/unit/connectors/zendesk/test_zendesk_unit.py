@@ -294,9 +294,11 @@ def test_rest_and_event_tickets_map_to_the_same_record() -> None:
     assert (record.url, record.assignee) == ("https://acme.zendesk.com/agent/tickets/42", "agent 7")
 
 
-def test_a_ticket_without_a_public_comment_is_restricted() -> None:
-    record = ticket_record({"id": 1, "is_public": False}, system=NAME, config=config())
-    assert record.visibility == "restricted"
+def test_a_tickets_visibility_is_the_accounts_whatever_its_comments() -> None:
+    """`is_public: false` (only internal notes so far, as on a ticket threadlink opened) says what
+    the requester sees, not the organisation: the card still shows where the thread is."""
+    cfg = config(default_visibility="internal")
+    assert ticket_record({"id": 1, "is_public": False}, system=NAME, config=cfg).visibility == "internal"
 
 
 def test_rest_comments_map_public_and_internal_and_own() -> None:

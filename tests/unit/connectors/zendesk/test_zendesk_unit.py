@@ -6,6 +6,7 @@ export poller's cursor and pages, and the sink's find-before-create with an Idem
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -477,3 +478,43 @@ def test_a_comment_takes_its_tickets_lane_first() -> None:
 def test_the_plugin_builds_a_webhook_a_poller_and_a_sink() -> None:
     parts = build(config(), context(RecordingPublisher()))
     assert (len(parts.webhooks), [p.name for p in parts.pollers], parts.sink is not None) == (1, ["tickets"], True)
+
+
+async def test_concurrent_deliveries_of_one_event_publish_once(
+    fake: FakeZendesk, publisher: RecordingPublisher
+) -> None:
+    ticket = await fake.put_ticket("Checkout is down")
+    note = fake.tickets[ticket["id"]].comments[-1]
+    payload = fake.ticket_event("comment_added", ticket["id"], comment=note)
+    webhook = source(publisher)
+    answers = await asyncio.gather(
+        *(webhook.handle(WebhookRequest(*reversed(fake.signed(payload)))) for _ in range(4))  # type: ignore[misc]
+    )
+    assert sorted(a.outcome for a in answers) == ["accepted"] + ["duplicate"] * 3
+    assert [p.envelope.id for p in publisher.published] == [
+        f"{NAME}:{payload['id']}",
+        f"{NAME}:{payload['id']}:comment",
+    ]
+
+
+async def test_deliveries_published_before_a_restart_are_recognised(
+    fake: FakeZendesk, publisher: RecordingPublisher
+) -> None:
+    ticket = await fake.put_ticket("Checkout is down")
+    note = fake.tickets[ticket["id"]].comments[-1]
+    payload = fake.ticket_event("comment_added", ticket["id"], comment=note)
+    asked: list[str] = []
+
+    async def published_lately(topic: str, *, id_prefix: str, since_s: float) -> list[str]:
+        asked.append(topic)
+        return [f"{NAME}:{payload['id']}:comment"] if topic.endswith(".comments") else []
+
+    ctx = ConnectorContext(
+        name=NAME, topics=TopicNames(namespace="unit"), publisher=publisher, published_lately=published_lately
+    )
+    webhook = ZendeskWebhookSource(config(fake), ctx)
+    await webhook.start()
+    answer = await webhook.handle(WebhookRequest(*reversed(fake.signed(payload))))  # type: ignore[misc]
+    assert answer.outcome == "duplicate" and publisher.attempts == 0
+    assert asked == ["unit.records", "unit.records.comments"]
+    assert webhook.own_user.id == str(fake.user_id)  # learned at start: its comments are threadlink's

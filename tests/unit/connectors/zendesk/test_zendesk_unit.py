@@ -480,12 +480,16 @@ def test_the_plugin_builds_a_webhook_a_poller_and_a_sink() -> None:
     assert (len(parts.webhooks), [p.name for p in parts.pollers], parts.sink is not None) == (1, ["tickets"], True)
 
 
+async def comment_event(fake: FakeZendesk) -> dict[str, Any]:
+    """A `ticket.comment_added` payload about a new ticket's first comment."""
+    ticket = await fake.put_ticket("Checkout is down")
+    return fake.ticket_event("comment_added", ticket["id"], comment=fake.tickets[ticket["id"]].comments[-1])
+
+
 async def test_concurrent_deliveries_of_one_event_publish_once(
     fake: FakeZendesk, publisher: RecordingPublisher
 ) -> None:
-    ticket = await fake.put_ticket("Checkout is down")
-    note = fake.tickets[ticket["id"]].comments[-1]
-    payload = fake.ticket_event("comment_added", ticket["id"], comment=note)
+    payload = await comment_event(fake)
     webhook = source(publisher)
     answers = await asyncio.gather(
         *(webhook.handle(WebhookRequest(*reversed(fake.signed(payload)))) for _ in range(4))  # type: ignore[misc]
@@ -500,9 +504,7 @@ async def test_concurrent_deliveries_of_one_event_publish_once(
 async def test_deliveries_published_before_a_restart_are_recognised(
     fake: FakeZendesk, publisher: RecordingPublisher
 ) -> None:
-    ticket = await fake.put_ticket("Checkout is down")
-    note = fake.tickets[ticket["id"]].comments[-1]
-    payload = fake.ticket_event("comment_added", ticket["id"], comment=note)
+    payload = await comment_event(fake)
     asked: list[str] = []
 
     async def published_lately(topic: str, *, id_prefix: str, since_s: float) -> list[str]:

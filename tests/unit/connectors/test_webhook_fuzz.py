@@ -52,7 +52,7 @@ def endpoints(vendor_specs: str) -> Iterator[list[Endpoint]]:
             opened.append(context)
             sources = [(harness.name, source) for source in running.parts.webhooks]
             if not sources:
-                # Nothing to fuzz (MQTT, OPC UA, Redmine). Asking for its sample would skip the whole
+                # Nothing to fuzz (MQTT, OPC UA, Redmine, WordPress). Asking for its sample would skip the whole
                 # module fixture, and with it every connector's endpoints.
                 continue
             app = build_app(

@@ -14,6 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, MessageSizeTooLargeError
 
 from connectors.errors import RetriableError, SkippableError
+from connectors.runtime import kafka_fixes
 from connectors.runtime.limits import MAX_RECORD_BYTES
 from connectors.runtime.metrics import EVENTS_PUBLISHED, PUBLISH_SECONDS
 from schemas.envelope import Envelope
@@ -51,8 +52,21 @@ class KafkaPublisher:
     gives each connector a view of it that counts under the connector's name.
     """
 
-    def __init__(self, bootstrap_servers: str, *, client_id: str, connector: str = "runtime") -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        client_id: str,
+        connector: str = "runtime",
+        delivery_timeout_ms: int = 60_000,
+        request_timeout_ms: int = 15_000,
+    ) -> None:
+        kafka_fixes.install()
         self._connector = connector
+        # kafka-python sometimes never completes the future of a batch that was in flight when
+        # its broker died (seen with a broker killed for longer than the delivery timeout): past
+        # this, the send counts as failed, so a webhook is answered 503 instead of never.
+        self._acknowledge_within_s = (delivery_timeout_ms + request_timeout_ms) / 1000 + 5
         self._producer = KafkaProducer(
             bootstrap_servers=bootstrap_servers.split(","),
             client_id=client_id,
@@ -60,8 +74,8 @@ class KafkaPublisher:
             enable_idempotence=True,
             linger_ms=5,
             retries=2**31 - 1,
-            delivery_timeout_ms=60_000,
-            request_timeout_ms=15_000,
+            delivery_timeout_ms=delivery_timeout_ms,
+            request_timeout_ms=request_timeout_ms,
             max_block_ms=5_000,
             # Records up to the limit the HTTP layer enforces (limits.py), plus batch overhead.
             max_request_size=MAX_RECORD_BYTES + 16 * 1024,
@@ -125,12 +139,18 @@ class KafkaPublisher:
             raise PublishError(f"cannot send to {topic}: {exc}") from exc
         future.add_callback(on_success)
         future.add_errback(on_error)
-        await done
+        try:
+            await asyncio.wait_for(done, self._acknowledge_within_s)
+        except TimeoutError:
+            raise PublishError(f"no acknowledgement for {topic} within {self._acknowledge_within_s:.0f}s") from None
         PUBLISH_SECONDS.labels(self._connector).observe(time.perf_counter() - started)
         EVENTS_PUBLISHED.labels(self._connector, topic).inc()
 
     def close(self, timeout_s: float = 10) -> None:
-        self._producer.flush(timeout=timeout_s)
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaError as exc:  # what was not acknowledged was answered as failed: nothing is lost
+            log.warning("publisher: closing with sends not acknowledged (%s)", exc)
         self._producer.close(timeout=timeout_s)
 
 

@@ -255,9 +255,11 @@ class FakeJira:
         assignee: str | None = None,
         priority: str = "Medium",
         project: str | None = None,
+        labels: list[str] | None = None,
     ) -> dict[str, Any]:
         """Create or update an issue; with a `webhook_url`, deliver `jira:issue_created` or
-        `jira:issue_updated` (awaited, retried like Jira on failure). Returns the IssueBean."""
+        `jira:issue_updated` (awaited, retried like Jira on failure). Returns the IssueBean.
+        `labels` None keeps an existing issue's labels."""
         key = key.upper()
         project_key = (project or key.rpartition("-")[0] or key).upper()
         now = jira_time(self._clock())
@@ -278,6 +280,9 @@ class FakeJira:
             },
             "created": previous["fields"]["created"] if previous else now,
             "updated": now,
+            "labels": list(labels)
+            if labels is not None
+            else list((previous or {}).get("fields", {}).get("labels", [])),
         }
         issue = {
             "expand": "renderedFields,names,schema,operations,editmeta,changelog,versionedRepresentations",

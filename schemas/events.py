@@ -6,6 +6,7 @@ SOCIAL_MEMBERSHIP = "io.threadlink.social.membership.{action}"  # joined | left
 SOCIAL_CHANNEL = "io.threadlink.social.channel.{action}"  # created | renamed | archived | unarchived | ...
 SOCIAL_ACTION = "io.threadlink.social.action.pressed"
 SOCIAL_TIMER = "io.threadlink.social.timer.due"  # a thread's first-answer SLA step (Reach)
+SOCIAL_LINKED = "io.threadlink.social.thread.linked"  # a thread names a known record (for Reach)
 RECORD_UPSERTED = "io.threadlink.record.{kind}.upserted"  # ticket | article | production_order | machine_state
 RECORD_MISSING = "io.threadlink.record.missing"
 RECORD_COMMENT = "io.threadlink.record.comment.{action}"  # added | edited | deleted

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from schemas.records import RecordRef
 from schemas.visibility import Visibility
 
 
@@ -165,8 +166,25 @@ class ThreadTimer(BaseModel):
     channel_visibility: Visibility = "internal"
 
 
+class ThreadLinked(BaseModel):
+    """A thread names a record threadlink knows (the link flow sends it to the thread's key, once
+    per thread and record): what Reach's rules on record kinds and labels match, since a
+    message's own event does not know the records it names yet."""
+
+    kind: Literal["linked"] = "linked"
+    thread: ThreadRef
+    message_id: str = Field(description="The message that named the record.")
+    permalink: str | None = None
+    record: RecordRef
+    record_kind: str = Field(max_length=40, description="ticket, article, production_order, machine_state.")
+    labels: list[str] = Field(default_factory=list, max_length=50, description="The record's labels or tags.")
+    project: str | None = None
+    record_visibility: Visibility = "internal"
+    channel_visibility: Visibility = "internal"
+
+
 SocialEvent = Annotated[
-    SocialMessage | SocialReaction | SocialMembership | SocialChannelChange | SocialAction | ThreadTimer,
+    SocialMessage | SocialReaction | SocialMembership | SocialChannelChange | SocialAction | ThreadTimer | ThreadLinked,
     Field(discriminator="kind"),
 ]
 """What the social events topic carries: thread events keyed by thread id, channel events

@@ -218,6 +218,19 @@ class ThreadMatch(BaseModel):
         default_factory=list, description="The message names a record of one of these systems, e.g. [jira]."
     )
     visibility: list[Visibility] = Field(default_factory=list, description="Places of these visibilities.")
+    record_kinds: list[Literal["ticket", "article", "production_order", "machine_state"]] = Field(
+        default_factory=list, description="The thread names a record of one of these kinds (a rule only)."
+    )
+    labels: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="The thread names a record with one of these labels or tags, case-insensitive (a rule only).",
+    )
+
+    @property
+    def on_records(self) -> bool:
+        """Whether it needs the record a thread names, known only once the link flow has it."""
+        return bool(self.record_kinds or self.labels)
 
 
 class RoutingRule(BaseModel):
@@ -234,6 +247,11 @@ class RoutingRule(BaseModel):
     def _does_something(self) -> RoutingRule:
         if not self.notify and not self.escalate:
             raise ValueError("a rule needs an action: notify (channels) or escalate: true")
+        if self.match.on_records and self.match.keywords:
+            raise ValueError(
+                "match: keywords cannot be combined with record_kinds or labels in one rule (a record is known "
+                "only after the message that names it): make two rules"
+            )
         return self
 
 
@@ -266,6 +284,10 @@ class SlaTier(BaseModel):
         times = [step.after_s for step in self.steps]
         if times != sorted(set(times)):
             raise ValueError("steps must come in order of after_s, each later than the one before")
+        if self.match.on_records:
+            raise ValueError(
+                "match: record_kinds and labels are for rules; a tier starts with the thread's first message"
+            )
         return self
 
 

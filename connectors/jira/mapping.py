@@ -59,6 +59,7 @@ def ticket_from_issue(issue: Any, *, system: str, config: JiraConfig) -> TicketR
     project = _name(fields.get("project"), "key") or project_of_key(key)
     summary = fields.get("summary")
     updated_at = parse_jira_time(fields.get("updated"))
+    labels = fields.get("labels")
     return TicketRecord(
         ref=RecordRef(system=system, key=key),
         title=summary if isinstance(summary, str) and summary else key,
@@ -66,6 +67,7 @@ def ticket_from_issue(issue: Any, *, system: str, config: JiraConfig) -> TicketR
         assignee=_name(fields.get("assignee"), "displayName"),
         priority=_name(fields.get("priority"), "name"),
         project=project,
+        labels=[label[:100] for label in labels if isinstance(label, str)][:50] if isinstance(labels, list) else [],
         url=f"{config.base_url}/browse/{key}",
         updated_at=updated_at,
         version=version_of(updated_at),

@@ -26,9 +26,9 @@ from schemas.envelope import Envelope
 from schemas.links import LinkRequest
 from schemas.outcomes import Outcome
 from schemas.records import RecordBase, RecordEvent, RecordMissing, RecordRef
-from schemas.social import SocialEvent, SocialMessage, ThreadRef
+from schemas.social import SocialEvent, SocialMessage, ThreadLinked, ThreadRef
 from schemas.topics import TopicNames
-from schemas.visibility import may_show
+from schemas.visibility import Visibility, may_show
 from streams.flows.emit import Emit, Emitter, event_ms
 from streams.flows.follow import Follow
 from streams.mentions import MentionExtractor
@@ -67,6 +67,7 @@ class LinkFlow:
 
     def __post_init__(self) -> None:
         self.emitter = Emitter(self.names)
+        self._rules_on_records = any(rule.match.on_records for rule in self.settings.reach.rules)
         self.extractor = MentionExtractor(
             [(p.system, p.regex, p.key, p.lowercase) for p in self.settings.mention_patterns]
         )
@@ -170,9 +171,11 @@ class LinkFlow:
         thread = request.thread
         place = request.channel_visibility if isinstance(request, LinkRequest) else request.place_visibility
         card = state.cards.get(thread.id)
+        linked: list[Emit] = []
         if card is None:
             card = Card(thread=thread, place_visibility=place, status="requested", permalink=request.permalink)
             state.cards[thread.id] = card
+            linked = self._linked(thread, record, request, place, cause)
         elif card.status == "removed":
             card.generation += 1
         card.place_visibility = place
@@ -186,7 +189,8 @@ class LinkFlow:
             card.status = "hidden"
             LINKS.labels("hidden").inc()
             log.info("not showing %s (%s) in %s (%s)", record.ref.id, record.visibility, thread.id, place)
-            return [self.emitter.link(thread, record.ref, status="hidden", message_id=request.message_id, cause=cause)]
+            hidden = self.emitter.link(thread, record.ref, status="hidden", message_id=request.message_id, cause=cause)
+            return [hidden, *linked]
         card.status = "requested"
         shown = self.follow.shown(state, place)
         card.version_sent, card.digest_sent = shown.version, shown.card_digest()
@@ -202,7 +206,33 @@ class LinkFlow:
         emits = [self.emitter.command(post, thread.id, cause, visibility=record.visibility)]
         emits.append(self._backlink(thread, record, request, place, cause))
         LINKS.labels("carded").inc()
-        return emits
+        return emits + linked
+
+    def _linked(
+        self,
+        thread: ThreadRef,
+        record: RecordBase,
+        request: LinkRequest | Waiting,
+        place: Visibility,
+        cause: Envelope[Any],
+    ) -> list[Emit]:
+        """Tells the thread's key which record it names, when a routing rule matches on records."""
+        if not self._rules_on_records:
+            return []
+        labels = getattr(record, "labels", None) or getattr(record, "tags", None) or []
+        linked = ThreadLinked(
+            thread=thread,
+            message_id=request.message_id,
+            permalink=request.permalink,
+            record=record.ref,
+            record_kind=record.kind,  # type: ignore[attr-defined]
+            labels=[str(label)[:100] for label in labels][:50],
+            project=getattr(record, "project", None),
+            record_visibility=record.visibility,
+            channel_visibility=place,
+        )
+        names = self.emitter.names
+        return [self.emitter.event(names.social_events, thread.id, linked, type=events.SOCIAL_LINKED, cause=cause)]
 
     def _backlink(
         self, thread: ThreadRef, record: RecordBase, request: LinkRequest | Waiting, place: str, cause: Envelope[Any]

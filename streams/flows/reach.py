@@ -9,7 +9,9 @@ wider circle until somebody does.
 
 Routing rules (`streams.reach.rules`) match a thread's messages on platform, channel, keywords,
 the systems of the records a message names, and the place's visibility; each fires once per
-thread. First-answer SLA tiers (`streams.reach.first_answer`) watch the threads they match from
+thread. Rules on the kinds and labels of the records a thread names match the ThreadLinked
+event the link flow sends to the thread's key once it knows the record (before that, a message
+names only keys). First-answer SLA tiers (`streams.reach.first_answer`) watch the threads they match from
 their first message: each step, when its time comes and nobody but the thread's author has
 answered, tells its channels (and may escalate), and says so in the thread. The first answer by
 someone else stops the steps and is observed in `threadlink_reach_time_to_first_answer_seconds`
@@ -31,7 +33,16 @@ from prometheus_client import Counter, Histogram
 from schemas import events
 from schemas.commands import PostMessage, command_id_for
 from schemas.envelope import Envelope
-from schemas.social import Author, ChannelRef, SocialEvent, SocialMessage, SocialReaction, ThreadRef, ThreadTimer
+from schemas.social import (
+    Author,
+    ChannelRef,
+    SocialEvent,
+    SocialMessage,
+    SocialReaction,
+    ThreadLinked,
+    ThreadRef,
+    ThreadTimer,
+)
 from schemas.subscriptions import Subscription, SubscriptionKind
 from schemas.visibility import Visibility, may_show
 from streams.flows.emit import Emit, Emitter, event_ms
@@ -83,13 +94,31 @@ class Matcher:
         return re.compile(rf"(?<!\w)(?:{words})(?!\w)", re.IGNORECASE)
 
     def matches(self, message: SocialMessage, systems: set[str]) -> bool:
-        m, thread = self.match, message.thread
+        return (
+            not self.match.on_records
+            and self._place(message.thread, message.channel_visibility)
+            and (not self.match.records or bool(systems & set(self.match.records)))
+            and (self.keywords is None or self.keywords.search(message.text) is not None)
+        )
+
+    def matches_linked(self, linked: ThreadLinked) -> bool:
+        """A rule on records, when the link flow says which record a thread names."""
+        m = self.match
+        labels = {label.lower() for label in linked.labels}
+        return (
+            m.on_records
+            and self._place(linked.thread, linked.channel_visibility)
+            and (not m.records or linked.record.system in m.records)
+            and (not m.record_kinds or linked.record_kind in m.record_kinds)
+            and (not m.labels or bool(labels & {label.lower() for label in m.labels}))
+        )
+
+    def _place(self, thread: ThreadRef, visibility: Visibility) -> bool:
+        m = self.match
         return (
             (not m.platforms or thread.platform in m.platforms)
             and (not m.channels or thread.channel in m.channels)
-            and (not m.visibility or message.channel_visibility in m.visibility)
-            and (not m.records or bool(systems & set(m.records)))
-            and (self.keywords is None or self.keywords.search(message.text) is not None)
+            and (not m.visibility or visibility in m.visibility)
         )
 
 
@@ -117,6 +146,8 @@ class ReachFlow:
         event = envelope.data
         if isinstance(event, ThreadTimer):
             return self._on_timer(thread, event, envelope)
+        if isinstance(event, ThreadLinked):
+            return self._route_linked(thread, event, envelope)
         if isinstance(event, SocialReaction):
             return self._on_reaction(thread, event, envelope)
         if not isinstance(event, SocialMessage) or event.action != "posted":
@@ -324,6 +355,28 @@ class ReachFlow:
                 emits += self._escalate(
                     thread, message.thread, envelope, f"rule {rule.name}", message.channel_visibility
                 )
+            REACH.labels("routed").inc()
+        return emits
+
+    def _route_linked(self, thread: ThreadState, linked: ThreadLinked, envelope: Envelope[SocialEvent]) -> list[Emit]:
+        """Rules on record kinds and labels. The notice names the record only where it may show."""
+        emits: list[Emit] = []
+        for rule, matcher in self._rules:
+            if thread.reach is not None and rule.name in thread.reach.routed:
+                continue
+            if not matcher.matches_linked(linked):
+                continue
+            reach = thread.reach = thread.reach or Reach()
+            reach.routed.append(rule.name)
+            for place in rule.notify:
+                named = linked.record.key if may_show(linked.record_visibility, place.visibility) else "a record"
+                about = Reach(
+                    excerpt=f"it names {named}", permalink=linked.permalink, place_visibility=linked.channel_visibility
+                )
+                why = f"matches '{rule.name}'"
+                emits += self._tell([place], about, linked.thread, envelope, why=why, id_parts=("rule", rule.name))
+            if rule.escalate:
+                emits += self._escalate(thread, linked.thread, envelope, f"rule {rule.name}", linked.channel_visibility)
             REACH.labels("routed").inc()
         return emits
 

@@ -34,7 +34,10 @@ def sandbox(
         run_dir,
         escalate={"target": "jira", "project": "SUP"},
         reach={
-            "rules": [{"name": "outage", "match": {"keywords": ["outage"]}, "notify": [leads]}],
+            "rules": [
+                {"name": "outage", "match": {"keywords": ["outage"]}, "notify": [leads]},
+                {"name": "billing", "match": {"record_kinds": ["ticket"], "labels": ["billing"]}, "notify": [leads]},
+            ],
             "first_answer": [
                 {
                     "name": "gold",
@@ -138,3 +141,24 @@ def test_someone_subscribed_to_a_project_is_mentioned_in_a_new_thread_about_it(s
     wait_for(
         mentioned_in_a_new_thread, timeout_s=120, interval_s=0, what="a thread about SUB to mention its subscriber"
     )
+
+
+def test_a_thread_naming_a_ticket_labelled_billing_is_announced_by_the_rule_on_labels(
+    sandbox: SandboxDeployment,
+) -> None:
+    tag = secrets.token_hex(2).upper()
+    billing, other, sentinel = f"BIL{tag}-1", f"BIL{tag}-2", f"BIL{tag}-3"
+    sandbox.loop.run(sandbox.jira.put_issue(billing, "Refunds are paid twice", labels=["billing", "p1"]))
+    sandbox.loop.run(sandbox.jira.put_issue(other, "Logo is blurry", labels=["frontend"]))
+    sandbox.loop.run(sandbox.jira.put_issue(sentinel, "Invoices are late", labels=["Billing"]))
+    quiet, told = "C" + secrets.token_hex(4).upper(), "C" + secrets.token_hex(4).upper()
+    sandbox.post(quiet, f"Is {other} the same thing?")
+    sandbox.post(told, f"Customers complain, see {billing}")
+    wait_for(lambda: in_channel(sandbox, LEADS, f"it names {billing}"), timeout_s=90, what="the notice of the rule")
+    [notice] = in_channel(sandbox, LEADS, f"it names {billing}")
+    assert f"#{told} matches 'billing'" in notice
+    # The sentinel, after the quiet thread: had that one matched, its notice would be there by now.
+    last = "C" + secrets.token_hex(4).upper()
+    sandbox.post(last, f"And {sentinel}?")
+    wait_for(lambda: in_channel(sandbox, LEADS, f"it names {sentinel}"), timeout_s=90, what="the sentinel's notice")
+    assert in_channel(sandbox, LEADS, f"#{quiet}") == []

@@ -49,6 +49,7 @@ from schemas.social import (
     SocialEvent,
     SocialMessage,
     SocialReaction,
+    ThreadLinked,
     ThreadRef,
     ThreadTimer,
     UserRef,
@@ -192,6 +193,13 @@ def example_events() -> list[Envelope[Any]]:
         wrap(SocialEvent, message, events.SOCIAL_MESSAGE.format(action="posted")),
         wrap(SocialEvent, reaction, events.SOCIAL_REACTION.format(action="added")),
         wrap(SocialEvent, ThreadTimer(thread=THREAD, step=0, due_at=AT), events.SOCIAL_TIMER),
+        wrap(
+            SocialEvent,
+            ThreadLinked(
+                thread=THREAD, message_id="1741064767.000100", record=RECORD, record_kind="ticket", labels=["billing"]
+            ),
+            events.SOCIAL_LINKED,
+        ),
         wrap(
             Subscription,
             Subscription(platform="slack", workspace="T1", user_id="U0001", about="project", value="PROJ"),

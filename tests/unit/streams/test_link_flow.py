@@ -283,3 +283,26 @@ def test_a_github_issue_named_by_url_or_short_reference_is_fetched_from_github_a
         and card.envelope.data.record.url == "https://github.com/acme/shop/issues/12"
     )
     assert [c.topic for c in commands(released, "add_comment")] == [NAMES.commands("github")]
+
+
+def test_a_thread_naming_a_known_record_tells_its_own_key_for_reachs_rules_on_records_once() -> None:
+    rule = {
+        "name": "billing",
+        "match": {"labels": ["billing"]},
+        "notify": [{"platform": "slack", "workspace": "T1", "channel": "CL"}],
+    }
+    desk = Desk(settings=StreamSettings(reach={"rules": [rule]}))
+    desk.record(ticket(labels=["billing"], visibility="restricted"))
+    first = desk.say("Is this PROJ-1?", message_id="1.1")
+    linked = [e for e in first if e.topic == NAMES.social_events]
+    assert len(linked) == 1 and linked[0].key == thread().id
+    event = linked[0].envelope.data
+    assert (event.record.id, event.record_kind, event.labels) == ("jira:PROJ-1", "ticket", ["billing"])
+    assert event.record_visibility == "restricted" and event.message_id == "1.1"
+    assert [e for e in desk.say("PROJ-1 again", message_id="1.2") if e.topic == NAMES.social_events] == []
+
+
+def test_without_rules_on_records_no_link_is_told_to_the_thread() -> None:
+    desk = Desk()
+    desk.record(ticket(labels=["billing"]))
+    assert [e for e in desk.say("Is this PROJ-1?") if e.topic == NAMES.social_events] == []

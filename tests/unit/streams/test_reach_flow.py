@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from schemas.commands import CreateTicket, PostMessage
-from schemas.social import Author, ChannelRef, SocialMessage, SocialReaction, ThreadRef, ThreadTimer
+from schemas.records import RecordRef
+from schemas.social import Author, ChannelRef, SocialMessage, SocialReaction, ThreadLinked, ThreadRef, ThreadTimer
 from schemas.subscriptions import Subscription
 from streams.agents import watch_entry
 from streams.flows.emit import Emit, Emitter
@@ -54,6 +55,20 @@ class Thread:
             channel_visibility=self.visibility,  # type: ignore[arg-type]
         )
         return self.flow.on_social(self.state, envelope(message, at=self.clock))
+
+    def linked(self, key: str, kind: str = "ticket", labels: list[str] | None = None, **extra: Any) -> list[Emit]:
+        """The link flow says the thread's latest message names a record it knows."""
+        event = ThreadLinked(
+            thread=self.where,
+            message_id=f"100.{self.n:06d}",
+            permalink=f"https://slack.example/{self.n}",
+            record=RecordRef(system="jira", key=key),
+            record_kind=kind,
+            labels=labels or [],
+            channel_visibility=self.visibility,  # type: ignore[arg-type]
+            **extra,
+        )
+        return self.flow.on_social(self.state, envelope(event, at=self.clock))
 
     def timer(self, step: int | None = None) -> list[Emit]:
         entry = watch_entry(self.state)
@@ -247,3 +262,33 @@ def test_one_message_mentions_at_most_20_subscribers_and_one_subscribe_takes_at_
     t.state.named["100.9"] = [f"jira:SUP-{n}" for n in range(25)]
     emits = t.flow.on_social(t.state, envelope(command(t, "<@U0TL> subscribe them all", "100.9")))
     assert len(subscribed(emits)) == 10
+
+
+BILLING = {"name": "billing", "match": {"record_kinds": ["ticket"], "labels": ["Billing"]}, "notify": [LEADS]}
+
+
+def test_a_rule_on_record_kinds_and_labels_fires_once_when_the_thread_names_such_a_record() -> None:
+    t = Thread(rules=[BILLING])
+    assert said(t.say("Refunds fail, see SUP-7")) == []  # the message alone does not know SUP-7's labels
+    assert said(t.linked("SUP-8", labels=["frontend"])) == []
+    assert said(t.linked("SUP-9", kind="article", labels=["billing"])) == []
+    told = said(t.linked("SUP-7", labels=["billing", "p1"]))
+    assert told == [("CLEADS", "A thread in #CSUP matches 'billing': “it names SUP-7” https://slack.example/1")]
+    assert said(t.linked("SUP-10", labels=["BILLING"])) == [], "once per thread"
+
+
+def test_a_notice_of_a_rule_on_records_names_the_record_only_where_it_may_show() -> None:
+    t = Thread(rules=[{**BILLING, "notify": [PUBLIC]}])
+    t.say("Refunds fail, see SEC-1")
+    told = said(t.linked("SEC-1", labels=["billing"], record_visibility="restricted"))
+    assert [where for where, _ in told] == ["CPUBLIC"]
+    assert "SEC-1" not in told[0][1] and "Refunds" not in told[0][1]
+
+
+def test_rules_on_records_are_validated_with_their_location() -> None:
+    with pytest.raises(ValueError, match="keywords cannot be combined with record_kinds or labels"):
+        ReachSettings(rules=[{**BILLING, "match": {"labels": ["billing"], "keywords": ["refund"]}}])
+    with pytest.raises(ValueError, match="record_kinds and labels are for rules"):
+        ReachSettings(first_answer=[{**SLA, "match": {"labels": ["billing"]}}])
+    with pytest.raises(ValueError, match="record_kinds"):
+        ReachSettings(rules=[{**BILLING, "match": {"record_kinds": ["invoice"]}}])

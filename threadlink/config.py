@@ -203,6 +203,16 @@ class NoticePlace(BaseModel):
     visibility: Visibility = Field(default="internal", description="Who can read that channel.")
 
 
+class Person(BaseModel):
+    """Someone on a social platform, by the platform's own user id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    platform: str = Field(description="The social connector, e.g. slack.")
+    workspace: str = Field(description="Slack team id, Matrix homeserver, ...")
+    user_id: str = Field(min_length=1, max_length=255, description="Slack U..., Matrix @user:server.")
+
+
 class ThreadMatch(BaseModel):
     """Which threads a rule or an SLA tier is for: every condition given must hold (an empty
     list holds for all)."""
@@ -242,11 +252,17 @@ class RoutingRule(BaseModel):
     match: ThreadMatch = Field(default_factory=ThreadMatch)
     notify: list[NoticePlace] = Field(default_factory=list, max_length=10, description="Channels told about it.")
     escalate: bool = Field(default=False, description="Turn the thread into a ticket (needs streams.escalate).")
+    subscribe: list[Person] = Field(
+        default_factory=list,
+        max_length=20,
+        description="People brought into the thread: mentioned in it once (those of the thread's platform and "
+        "workspace), so their platform tells them of its replies. Never in a private place.",
+    )
 
     @model_validator(mode="after")
     def _does_something(self) -> RoutingRule:
-        if not self.notify and not self.escalate:
-            raise ValueError("a rule needs an action: notify (channels) or escalate: true")
+        if not self.notify and not self.escalate and not self.subscribe:
+            raise ValueError("a rule needs an action: notify (channels), escalate: true, or subscribe (people)")
         if self.match.on_records and self.match.keywords:
             raise ValueError(
                 "match: keywords cannot be combined with record_kinds or labels in one rule (a record is known "
@@ -472,8 +488,13 @@ def load_settings(path: str | Path | None = None) -> Settings:
 def _reach_problems(source: str, streams: StreamSettings, known: set[str]) -> list[str]:
     problems = []
     reach = streams.reach
-    places: list[tuple[str, NoticePlace]] = [
+    places: list[tuple[str, NoticePlace | Person]] = [
         (f"rules.{i}.notify.{j}", place) for i, rule in enumerate(reach.rules) for j, place in enumerate(rule.notify)
+    ]
+    places += [
+        (f"rules.{i}.subscribe.{j}", person)
+        for i, rule in enumerate(reach.rules)
+        for j, person in enumerate(rule.subscribe)
     ]
     places += [
         (f"first_answer.{i}.steps.{j}.notify.{k}", place)

@@ -49,12 +49,12 @@ from streams.flows.emit import Emit, Emitter, event_ms
 from streams.flows.escalate import Escalate
 from streams.state import MAX_EXCERPT, Reach, ThreadState
 from streams.subscriptions import Subscriptions
-from threadlink.config import NoticePlace, ReachSettings, SlaTier, ThreadMatch
+from threadlink.config import NoticePlace, ReachSettings, RoutingRule, SlaTier, ThreadMatch
 
 REACH = Counter(
     "threadlink_stream_reach_total",
     "Reach decisions by outcome (routed, watched, answered, step, timer_stale, timer_early, subscribed, "
-    "unsubscribed, subscribers_told).",
+    "unsubscribed, subscribers_told, subscribed_by_rule).",
     ["outcome"],
 )
 FIRST_ANSWER = Histogram(
@@ -355,6 +355,7 @@ class ReachFlow:
                 emits += self._escalate(
                     thread, message.thread, envelope, f"rule {rule.name}", message.channel_visibility
                 )
+            emits += self._bring_in(thread, rule, message.thread, message.channel_visibility, envelope)
             REACH.labels("routed").inc()
         return emits
 
@@ -377,8 +378,43 @@ class ReachFlow:
                 emits += self._tell([place], about, linked.thread, envelope, why=why, id_parts=("rule", rule.name))
             if rule.escalate:
                 emits += self._escalate(thread, linked.thread, envelope, f"rule {rule.name}", linked.channel_visibility)
+            emits += self._bring_in(thread, rule, linked.thread, linked.channel_visibility, envelope)
             REACH.labels("routed").inc()
         return emits
+
+    def _bring_in(
+        self,
+        state: ThreadState,
+        rule: RoutingRule,
+        thread: ThreadRef,
+        place: Visibility,
+        envelope: Envelope[SocialEvent],
+    ) -> list[Emit]:
+        """A rule's `subscribe`: its people of the thread's platform and workspace are mentioned in
+        the thread once (not those already told), never in a private place."""
+        if place == "restricted":
+            return []
+        reach = state.reach = state.reach or Reach()
+        told = set(reach.told)
+        people = [
+            p.user_id
+            for p in rule.subscribe
+            if p.platform == thread.platform and p.workspace == thread.workspace and p.user_id not in told
+        ]
+        people = list(dict.fromkeys(people))[:MAX_MENTIONS]
+        if not people:
+            return []
+        reach.told = [*reach.told, *people][-MAX_TOLD:]
+        said = PostMessage(
+            command_id=command_id_for("post_message", "reach", thread.id, "rule", rule.name, "subscribe"),
+            target=thread.platform,
+            reply_key=thread.id,
+            destination=thread,
+            text=f"Bringing you in: this thread matches '{rule.name}'.",
+            mentions=people,
+        )
+        REACH.labels("subscribed_by_rule").inc(len(people))
+        return [self.emitter.command(said, thread.id, envelope, visibility=place)]
 
     def _escalate(
         self, state: ThreadState, thread: ThreadRef, envelope: Envelope[SocialEvent], why: str, place: Visibility

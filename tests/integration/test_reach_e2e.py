@@ -19,6 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 TEAM = "T0SANDBOX"
 LEADS, ALL_HANDS, WATCHED = "C0LEADS00", "C0ALLHANDS", "C0WATCHED"
 STEP_S = 4.0
+ON_CALL = "U0ONCALL01"
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,12 @@ def sandbox(
         escalate={"target": "jira", "project": "SUP"},
         reach={
             "rules": [
-                {"name": "outage", "match": {"keywords": ["outage"]}, "notify": [leads]},
+                {
+                    "name": "outage",
+                    "match": {"keywords": ["outage"]},
+                    "notify": [leads],
+                    "subscribe": [{"platform": "slack", "workspace": TEAM, "user_id": ON_CALL}],
+                },
                 {"name": "billing", "match": {"record_kinds": ["ticket"], "labels": ["billing"]}, "notify": [leads]},
             ],
             "first_answer": [
@@ -83,6 +89,13 @@ def test_a_thread_matching_a_rule_is_announced_to_the_leads_once(sandbox: Sandbo
     notices = in_channel(sandbox, LEADS, marker)
     assert len(notices) == 1, notices
     assert f"A thread in #{channel} matches 'outage'" in notices[0]
+    # The rule's `subscribe`: the on-call person is brought into the thread, once.
+    brought = wait_for(
+        lambda: [text for text in bot_replies(sandbox, channel, ts) if f"<@{ON_CALL}>" in text],
+        timeout_s=60,
+        what="the on-call person brought into the thread",
+    )
+    assert len(brought) == 1 and "matches 'outage'" in brought[0], bot_replies(sandbox, channel, ts)
 
 
 def test_a_thread_nobody_answers_reaches_the_leads_then_all_hands_and_a_ticket(sandbox: SandboxDeployment) -> None:

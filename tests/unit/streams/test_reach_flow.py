@@ -292,3 +292,25 @@ def test_rules_on_records_are_validated_with_their_location() -> None:
         ReachSettings(first_answer=[{**SLA, "match": {"labels": ["billing"]}}])
     with pytest.raises(ValueError, match="record_kinds"):
         ReachSettings(rules=[{**BILLING, "match": {"record_kinds": ["invoice"]}}])
+
+
+def test_a_rules_subscribe_brings_its_people_of_the_threads_platform_into_the_thread_once() -> None:
+    people = [
+        {"platform": "slack", "workspace": "T1", "user_id": "U0BILLING"},
+        {"platform": "slack", "workspace": "T9", "user_id": "U0ELSEWHERE"},
+        {"platform": "matrix", "workspace": "example.org", "user_id": "@ada:example.org"},
+    ]
+    t = Thread(rules=[{"name": "refunds", "match": {"keywords": ["refund"]}, "subscribe": people}])
+    emits = t.say("A refund went out twice")
+    [mention] = [e.envelope.data for e in emits if isinstance(e.envelope.data, PostMessage)]
+    assert mention.destination == t.where and mention.mentions == ["U0BILLING"]
+    assert "matches 'refunds'" in mention.text
+    assert said(t.say("another refund question")) == [], "once per thread"
+
+
+def test_a_rules_subscribe_mentions_nobody_in_a_private_place() -> None:
+    person = {"platform": "slack", "workspace": "T1", "user_id": "U0BILLING"}
+    t = Thread(
+        visibility="restricted", rules=[{"name": "refunds", "match": {"keywords": ["refund"]}, "subscribe": [person]}]
+    )
+    assert said(t.say("A refund went out twice")) == []

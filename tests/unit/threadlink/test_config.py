@@ -101,6 +101,7 @@ streams:
       - name: outage
         match: {keywords: [outage]}
         notify: [{platform: slack, workspace: T1, channel: CLEADS}]
+        subscribe: [{platform: teams, workspace: T1, user_id: U1}]
       - name: silent
         match: {channels: [C1]}
     first_answer:
@@ -116,7 +117,10 @@ def test_reach_rules_and_tiers_report_every_problem_with_its_place(tmp_path: Pat
     with pytest.raises(ConfigError) as info:
         load_settings(write(tmp_path, GOOD + REACH))
     message = str(info.value)
-    assert "streams.reach.rules.1: a rule needs an action: notify (channels) or escalate: true" in message
+    assert (
+        "streams.reach.rules.1: a rule needs an action: notify (channels), escalate: true, or subscribe (people)"
+        in message
+    )
     assert "streams.reach.first_answer.0: steps must come in order of after_s" in message
     fixed = REACH.replace("      - name: silent\n        match: {channels: [C1]}\n", "").replace(
         "after_s: 900, escalate", "after_s: 7200, escalate"
@@ -126,8 +130,9 @@ def test_reach_rules_and_tiers_report_every_problem_with_its_place(tmp_path: Pat
     message = str(info.value)
     assert "streams.reach.first_answer.0.steps.0.notify.0.platform: 'matrix' is not a configured connector" in message
     assert "streams.reach.first_answer.0.steps.1.escalate: needs streams.escalate.target" in message
+    assert "streams.reach.rules.0.subscribe.0.platform: 'teams' is not a configured connector" in message
     good = fixed.replace(
         'platform: matrix, workspace: hs, channel: "!r:hs"', "platform: slack, workspace: T1, channel: CALL"
-    )
+    ).replace("platform: teams", "platform: slack")
     settings = load_settings(write(tmp_path, GOOD + good + "  escalate: {target: jira}\n"))
     assert [step.after_s for step in settings.streams.reach.first_answer[0].steps] == [3600, 7200]

@@ -78,7 +78,7 @@ class RecordBase(BaseModel):
     def _default_fields(self) -> RecordBase:
         if not self.fields:
             self.fields = [
-                DisplayField(name=name, label=label, value=_clip(value))
+                DisplayField(name=name, label=label, value=clip_value(value))
                 for name, label, value in self.default_fields()
                 if value
             ][:MAX_FIELDS]
@@ -97,7 +97,8 @@ class RecordBase(BaseModel):
         return hashlib.sha256("\x1f".join(shown).encode()).hexdigest()[:16]
 
 
-def _clip(value: str) -> str:
+def clip_value(value: str) -> str:
+    """A card value on one line, at most MAX_FIELD_VALUE characters."""
     value = " ".join(value.split())
     return value if len(value) <= MAX_FIELD_VALUE else value[: MAX_FIELD_VALUE - 1] + "…"
 

@@ -19,7 +19,7 @@ from connectors.errors import NotFoundError, classify_transport_error, json_obje
 from connectors.jira.config import JiraConfig
 
 #: The fields of an issue that a TicketRecord is made of (see mapping.ticket_from_issue).
-ISSUE_FIELDS = "summary,status,assignee,priority,project,updated"
+ISSUE_FIELDS = ["summary", "status", "assignee", "priority", "project", "labels", "updated"]
 
 # A project key (letters, digits, underscores, starting with a letter) and a number, or the
 # numeric issue id. Anything else cannot name an issue, and must not reach the URL path.
@@ -39,6 +39,7 @@ class JiraClient:
     from concurrent tasks on one event loop (one pooled httpx.AsyncClient)."""
 
     def __init__(self, config: JiraConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._config = config
         self._http = httpx.AsyncClient(
             base_url=config.base_url,
             auth=httpx.BasicAuth(config.email, config.api_token.get_secret_value()),
@@ -46,6 +47,11 @@ class JiraClient:
             timeout=httpx.Timeout(config.request_timeout_s),
             transport=transport,
         )
+
+    @property
+    def issue_fields(self) -> list[str]:
+        """What a record needs of an issue: the usual fields and those the config maps."""
+        return list(dict.fromkeys([*ISSUE_FIELDS, *self._config.fields.requested()]))
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -57,7 +63,7 @@ class JiraClient:
         if not is_issue_key(key):
             raise NotFoundError(f"{what}: {key!r} is not a Jira issue key")
         return await self._call(
-            "GET", f"/rest/api/3/issue/{quote(key, safe='')}", what, params={"fields": ISSUE_FIELDS}
+            "GET", f"/rest/api/3/issue/{quote(key, safe='')}", what, params={"fields": ",".join(self.issue_fields)}
         )
 
     async def add_comment(

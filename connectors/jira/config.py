@@ -42,6 +42,35 @@ class JiraPolling(BaseModel):
         return value.strip()
 
 
+class CardField(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = Field(
+        pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$",
+        description="The Jira field id, e.g. customfield_10010, duedate, components (Settings ▸ Issues ▸ "
+        "Custom fields).",
+    )
+    label: str = Field(min_length=1, max_length=40, description="What the card calls it, e.g. Team.")
+
+
+class JiraFields(BaseModel):
+    """Which Jira fields fill a ticket's status, assignee and priority, and which more a card
+    shows (a value, a name, a user, an option, or a list of them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: str = Field(default="status", description="The field of the ticket's status.")
+    assignee: str = Field(default="assignee", description="The field of the person the ticket is with.")
+    priority: str = Field(default="priority", description="The field of its priority, e.g. a custom Severity.")
+    shown: list[CardField] = Field(
+        default_factory=list, max_length=5, description="More fields the card shows, after those three."
+    )
+
+    def requested(self) -> list[str]:
+        """The fields threadlink asks Jira for beyond the ones it always reads."""
+        return [self.status, self.assignee, self.priority, *(shown.field for shown in self.shown)]
+
+
 class JiraConfig(BaseModel):
     """One Jira Cloud site.
 
@@ -78,6 +107,7 @@ class JiraConfig(BaseModel):
     polling: JiraPolling | None = Field(
         default=None, description="Poll changed issues with JQL (beside webhooks, or instead of them)."
     )
+    fields: JiraFields = Field(default_factory=JiraFields, description="Which Jira fields a ticket's card shows.")
     project_visibility: dict[str, Visibility] = Field(
         default_factory=dict,
         description="How widely records of each project (by key, e.g. OPS) may be shown; others: default_visibility.",

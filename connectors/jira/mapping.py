@@ -13,7 +13,15 @@ from typing import Any
 from connectors.errors import SkippableError
 from connectors.jira.config import JiraConfig
 from connectors.runtime.payloads import epoch_time, iso_time
-from schemas.records import RecordComment, RecordRef, TicketRecord, version_of
+from schemas.records import (
+    MAX_FIELDS,
+    DisplayField,
+    RecordComment,
+    RecordRef,
+    TicketRecord,
+    clip_value,
+    version_of,
+)
 from schemas.social import ThreadRef
 from schemas.visibility import Visibility, narrowest
 
@@ -43,6 +51,26 @@ def _name(value: Any, attribute: str) -> str | None:
     return None
 
 
+def field_text(value: Any) -> str | None:
+    """A Jira field's value as card text: a string or number, a user (displayName), an option
+    or a status (value, name), a list of them, or an ADF document."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str | int | float):
+        return str(value) or None
+    if isinstance(value, Mapping):
+        if value.get("type") == "doc":
+            return adf_text(value) or None
+        for attribute in ("displayName", "value", "name", "key"):
+            if isinstance(value.get(attribute), str | int | float) and not isinstance(value.get(attribute), bool):
+                return str(value[attribute])
+        return None
+    if isinstance(value, list):
+        parts = [text for text in (field_text(item) for item in value[:20]) if text]
+        return ", ".join(parts) or None
+    return None
+
+
 def issue_key(issue: Any) -> str:
     if not isinstance(issue, Mapping) or not isinstance(issue.get("key"), str) or not issue["key"]:
         raise SkippableError("jira issue without a key")
@@ -60,12 +88,13 @@ def ticket_from_issue(issue: Any, *, system: str, config: JiraConfig) -> TicketR
     summary = fields.get("summary")
     updated_at = parse_jira_time(fields.get("updated"))
     labels = fields.get("labels")
-    return TicketRecord(
+    mapped = config.fields
+    record = TicketRecord(
         ref=RecordRef(system=system, key=key),
         title=summary if isinstance(summary, str) and summary else key,
-        status=_name(fields.get("status"), "name"),
-        assignee=_name(fields.get("assignee"), "displayName"),
-        priority=_name(fields.get("priority"), "name"),
+        status=field_text(fields.get(mapped.status)),
+        assignee=field_text(fields.get(mapped.assignee)),
+        priority=field_text(fields.get(mapped.priority)),
         project=project,
         labels=[label[:100] for label in labels if isinstance(label, str)][:50] if isinstance(labels, list) else [],
         url=f"{config.base_url}/browse/{key}",
@@ -73,6 +102,11 @@ def ticket_from_issue(issue: Any, *, system: str, config: JiraConfig) -> TicketR
         version=version_of(updated_at),
         visibility=config.visibility_of(project),
     )
+    shown = [(f"jira.{f.field}", f.label, field_text(fields.get(f.field))) for f in mapped.shown]
+    extra = [DisplayField(name=name, label=label, value=clip_value(value)) for name, label, value in shown if value]
+    if extra:
+        record.fields = [*record.fields, *extra][:MAX_FIELDS]
+    return record
 
 
 def adf_text(node: Any) -> str:

@@ -36,9 +36,6 @@ from schemas.records import TicketRecord, version_of
 
 log = logging.getLogger(__name__)
 
-#: What a poll asks for: the record's fields and the comments.
-SEARCH_FIELDS = ["summary", "status", "assignee", "priority", "project", "labels", "updated", "comment"]
-
 
 def read_cursor(cursor: Cursor) -> tuple[int | None, dict[str, int], int]:
     """(since_ms, seen, offset) of a checkpointed cursor; (None, {}, 0) for none or another shape."""
@@ -116,7 +113,7 @@ class JiraIssuesPoller(PollingSource):
         more = False
         for _ in range(self.polling.max_pages_per_poll):
             page = await self.client.search(
-                jql, fields=SEARCH_FIELDS, max_results=self.polling.page_size, start_at=offset
+                jql, fields=[*self.client.issue_fields, "comment"], max_results=self.polling.page_size, start_at=offset
             )
             issues = [i for i in page.get("issues") or [] if isinstance(i, dict)]
             for issue in issues:

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from connectors.errors import SkippableError
-from connectors.jira.config import JiraConfig
+from connectors.jira.config import CardField, JiraConfig, JiraFields
 from connectors.jira.mapping import (
     BACKLINK_PROPERTY,
     adf_text,
@@ -13,6 +13,7 @@ from connectors.jira.mapping import (
     backlink_command_id,
     backlink_property,
     comment_from_webhook,
+    field_text,
     parse_jira_time,
     project_of_key,
     ticket_from_issue,
@@ -158,3 +159,58 @@ def test_a_comment_by_threadlinks_own_account_is_its_own(author: dict[str, str],
         payload, system="jira", own_account_id="5b10a2844c20165700ede21g", own_email="bot@acme.com"
     )
     assert comment.by_threadlink is own
+
+
+def test_the_field_mapping_picks_status_assignee_priority_and_more_fields_for_the_card(config: JiraConfig) -> None:
+    mapped = config.model_copy(
+        update={
+            "fields": JiraFields(
+                priority="customfield_10020",
+                shown=[
+                    CardField(field="customfield_10010", label="Team"),
+                    CardField(field="components", label="Components"),
+                    CardField(field="duedate", label="Due"),
+                    CardField(field="customfield_10099", label="Empty"),
+                ],
+            )
+        }
+    )
+    fields = {
+        "customfield_10020": {"value": "Sev 1", "id": "10400"},  # a select list option
+        "customfield_10010": [{"value": "Payments"}, {"value": "Checkout"}],
+        "components": [{"name": "API"}, {"name": "Web"}],
+        "duedate": "2024-03-08",
+        "customfield_10099": None,
+    }
+    record = ticket_from_issue(issue(**fields), system="jira", config=mapped)
+    assert record.priority == "Sev 1" and record.status == "In Progress"
+    assert [(f.label, f.value) for f in record.fields] == [
+        ("Status", "In Progress"),
+        ("Assignee", "Ada Lovelace"),
+        ("Priority", "Sev 1"),
+        ("Team", "Payments, Checkout"),
+        ("Components", "API, Web"),
+        ("Due", "2024-03-08"),
+    ]
+    assert record.labels == []
+
+
+def test_field_text_reads_the_shapes_jira_fields_come_in() -> None:
+    doc = {"type": "doc", "version": 1, "content": [{"type": "paragraph", "content": [{"type": "text", "text": "hi"}]}]}
+    assert field_text({"displayName": "Ada", "value": "x"}) == "Ada"
+    assert field_text(3.5) == "3.5" and field_text(True) == "yes" and field_text("") is None
+    assert field_text(doc) == "hi" and field_text({"id": "1"}) is None
+    assert field_text([{"name": str(n)} for n in range(100)]) == ", ".join(str(n) for n in range(20))
+
+
+def test_a_mapped_field_with_a_bad_id_is_a_clear_config_error() -> None:
+    with pytest.raises(ValueError, match=r"fields\.shown\.0\.field"):
+        JiraConfig.model_validate(
+            {
+                "base_url": "https://acme.atlassian.net",
+                "email": "a@b.c",
+                "api_token": "t",
+                "webhook_secret": "s",
+                "fields": {"shown": [{"field": "custom field 1", "label": "Team"}]},
+            }
+        )

@@ -108,7 +108,7 @@ async def test_fetch_record_found_publishes_the_ticket_record(
     ]
     [request] = fake_jira.requests
     assert (request.method, request.path) == ("GET", "/rest/api/3/issue/OPS-1")
-    assert request.query == [("fields", "summary,status,assignee,priority,project,updated")]
+    assert request.query == [("fields", "summary,status,assignee,priority,project,labels,updated")]
     assert request.headers["Accept"] == "application/json"
     assert request.authenticated
     assert fake_jira.violations == []

@@ -1,5 +1,5 @@
 """A stand-in Matrix homeserver for tests: the client-server API calls threadlink's application
-service makes (whoami, send, redact, room state), and the transactions a homeserver sends it.
+service makes (whoami, send, redact, room state, join), and the transactions a homeserver sends it.
 
 Every request is recorded (`requests`) and checked against the Matrix spec's OpenAPI files and
 event schemas (sandbox/contracts/matrix.py), and so is every answer and every transaction it
@@ -8,7 +8,8 @@ makes (`transaction()`); `assert_no_violations()` raises if any broke the spec.
 It behaves as Synapse does where threadlink depends on it: the as_token acts as the service's
 user (`@<sender_localpart>:<server_name>`); a repeated txnId of one token answers the first
 event id again and makes nothing new; a room the user has not joined answers 403 M_FORBIDDEN;
-an unknown token 401 M_UNKNOWN_TOKEN; `fail_next` answers the next call with an error instead
+a join without an invitation (or membership) answers 403 M_FORBIDDEN, a join of a room already
+joined changes nothing; an unknown token 401 M_UNKNOWN_TOKEN; `fail_next` answers the next call with an error instead
 (429 M_LIMIT_EXCEEDED with Retry-After and retry_after_ms, ...).
 """
 
@@ -43,6 +44,7 @@ class Room:
     history_visibility: str = "shared"
     encrypted: bool = False
     members: set[str] = field(default_factory=set)
+    invited: set[str] = field(default_factory=set)
     timeline: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -89,6 +91,7 @@ class FakeMatrix:
         app.router.add_get(base + "/state/{eventType}/", self._state)
         app.router.add_get(base + "/state/{eventType}", self._state)
         app.router.add_get("/_matrix/client/v3/account/whoami", self._whoami)
+        app.router.add_post("/_matrix/client/v3/join/{roomIdOrAlias}", self._join)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
@@ -118,6 +121,11 @@ class FakeMatrix:
         if relates_to is not None:
             content["m.relates_to"] = relates_to
         return self.post_event(room, sender, "m.room.message", content)
+
+    def invite(self, room: Room, sender: str, invitee: str) -> dict[str, Any]:
+        """`sender` invites `invitee`: the `m.room.member` event the homeserver forwards."""
+        room.invited.add(invitee)
+        return self.post_event(room, sender, "m.room.member", {"membership": "invite"}, state_key=invitee)
 
     def transaction(self, events: list[dict[str, Any]]) -> tuple[str, bytes]:
         """(txnId, body) of the transaction the homeserver would PUT to the service; the body is
@@ -217,6 +225,16 @@ class FakeMatrix:
             event = self.post_event(room, self.bot, request.match_info["eventType"], await request.json())
             self._txns[key] = event["event_id"]
         return web.json_response({"event_id": self._txns[key]})
+
+    async def _join(self, request: web.Request) -> web.Response:
+        room = self.rooms.get(request.match_info["roomIdOrAlias"])
+        if room is None or (self.bot not in room.members and self.bot not in room.invited):
+            return self._error(403, "M_FORBIDDEN")
+        if self.bot not in room.members:
+            room.invited.discard(self.bot)
+            room.members.add(self.bot)
+            self.post_event(room, self.bot, "m.room.member", {"membership": "join"}, state_key=self.bot)
+        return web.json_response({"room_id": room.room_id})
 
     async def _redact(self, request: web.Request) -> web.Response:
         room = self._room(request)

@@ -2,8 +2,9 @@
 
 `FakeSlack` is an aiohttp application that speaks Slack's wire format and auth:
 
-- Web API (`/api/<method>`): auth.test, chat.postMessage, chat.update, chat.delete, conversations.replies,
-  conversations.history, conversations.info;
+- Web API (`/api/<method>`): auth.test, chat.postMessage, chat.update, chat.delete, chat.getPermalink,
+  conversations.replies, conversations.history, conversations.info (chat.getPermalink's links
+  point at `permalink_base`, e.g. an Enterprise Grid org's URL, else at the workspace's);
   `Authorization: Bearer <token>` (or a `token` parameter, as Slack allows); form-encoded or
   JSON bodies; errors as `{"ok": false, "error": ...}` with HTTP 200, like Slack.
 - Events API: user messages (and, like Slack, the bot's own posts and edits) are POSTed as
@@ -150,8 +151,10 @@ class FakeSlack:
         retry_delays_s: Sequence[float] = (0.05, 0.1, 0.2),
         clock: Callable[[], float] = time.time,
         channel_messages_per_s: int | None = None,
+        permalink_base: str | None = None,
     ) -> None:
         self.signing_secret = signing_secret
+        self.permalink_base = permalink_base
         self.channel_messages_per_s = channel_messages_per_s
         self.rate_limited = 0
         self.peak_per_channel: dict[str, int] = {}
@@ -494,6 +497,7 @@ class FakeSlack:
             "chat.postMessage": self._post_message,
             "chat.update": self._update_message,
             "chat.delete": self._delete_message,
+            "chat.getPermalink": self._permalink,
             "reactions.add": self._reactions_add,
             "conversations.replies": self._replies,
             "conversations.history": self._history,
@@ -518,6 +522,15 @@ class FakeSlack:
             raise _SlackError("channel_not_found")
         return conversation
 
+    def _message(self, params: dict[str, Any], ts_param: str) -> tuple[_Channel, str, dict[str, Any]]:
+        """(conversation, ts, message) of the message a call names by its `ts_param`."""
+        conversation = self._conversation(params)
+        ts = str(params.get(ts_param, ""))
+        message = conversation.messages.get(ts)
+        if message is None:
+            raise _SlackError("message_not_found")
+        return conversation, ts, message
+
     def _post_message(self, params: dict[str, Any]) -> dict[str, Any]:
         conversation = self._conversation(params)
         if conversation.archived:
@@ -540,11 +553,8 @@ class FakeSlack:
         return {"ok": True, "channel": conversation.id, "ts": message["ts"], "message": _api_view(message)}
 
     def _reactions_add(self, params: dict[str, Any]) -> dict[str, Any]:
-        conversation = self._conversation(params)
-        ts, name = str(params.get("timestamp", "")), str(params.get("name", ""))
-        message = conversation.messages.get(ts)
-        if message is None:
-            raise _SlackError("message_not_found")
+        conversation, ts, message = self._message(params, "timestamp")
+        name = str(params.get("name", ""))
         if not name:
             raise _SlackError("invalid_name")
         reactions = message.setdefault("reactions", [])
@@ -574,10 +584,7 @@ class FakeSlack:
         return [r["name"] for r in message.get("reactions", []) if self.bot_user_id in r["users"]]
 
     def _update_message(self, params: dict[str, Any]) -> dict[str, Any]:
-        conversation = self._conversation(params)
-        message = conversation.messages.get(str(params.get("ts", "")))
-        if message is None:
-            raise _SlackError("message_not_found")
+        conversation, _ts, message = self._message(params, "ts")
         if message.get("bot_id") != self.bot_id:
             raise _SlackError("cant_update_message")
         text = params.get("text")
@@ -601,11 +608,7 @@ class FakeSlack:
         }
 
     def _delete_message(self, params: dict[str, Any]) -> dict[str, Any]:
-        conversation = self._conversation(params)
-        ts = str(params.get("ts", ""))
-        message = conversation.messages.get(ts)
-        if message is None:
-            raise _SlackError("message_not_found")
+        conversation, ts, message = self._message(params, "ts")
         if message.get("bot_id") != self.bot_id:
             raise _SlackError("cant_delete_message")
         del conversation.messages[ts]
@@ -685,6 +688,15 @@ class FakeSlack:
             "channel_actions_ts": None,
             "channel_actions_count": 0,
         }
+
+    def _permalink(self, params: dict[str, Any]) -> dict[str, Any]:
+        conversation, ts, message = self._message(params, "message_ts")
+        base = (self.permalink_base or f"https://{self.team_name.lower()}.slack.com").rstrip("/")
+        link = f"{base}/archives/{conversation.id}/p{ts.replace('.', '')}"
+        thread_ts = message.get("thread_ts")
+        if thread_ts and thread_ts != ts:
+            link += f"?thread_ts={thread_ts}&cid={conversation.id}"
+        return {"ok": True, "channel": conversation.id, "permalink": link}
 
     def _info(self, params: dict[str, Any]) -> dict[str, Any]:
         conversation = self._conversation(params)
@@ -770,6 +782,11 @@ class FakeSlack:
             "previous_message": _event_view(previous),
         }
 
+    def _ext_shared(self, event: dict[str, Any]) -> bool:
+        channel = event.get("channel") or (event.get("item") or {}).get("channel")
+        conversation = self._channels.get(channel) if isinstance(channel, str) else None
+        return conversation is not None and conversation.ext_shared
+
     def _wrap(self, event: dict[str, Any]) -> dict[str, Any]:
         self._event_seq += 1
         return {
@@ -791,7 +808,8 @@ class FakeSlack:
                 }
             ],
             "authed_users": [self.bot_user_id],
-            "is_ext_shared_channel": False,
+            # As Slack does: the event of a Slack Connect channel says so.
+            "is_ext_shared_channel": self._ext_shared(event),
             "event_context": f"4-{secrets.token_urlsafe(12)}",
         }
 

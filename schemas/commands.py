@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from schemas.records import Record, RecordRef
-from schemas.social import Place, ThreadRef
+from schemas.social import ChannelRef, Place, ThreadRef
 
 
 def command_id_for(kind: str, *parts: str | int) -> str:
@@ -137,6 +137,16 @@ class DraftArticle(CommandBase):
     permalink: str | None = Field(default=None, description="The thread's link, added at the end of the draft.")
 
 
+class JoinRoom(CommandBase):
+    """Accept an invitation: threadlink's own user joins the room (channel) it was invited to.
+    Published by the source that saw the invitation, so the join is retried, rate-limited and
+    done once (the ledger) like every other side effect."""
+
+    kind: Literal["join_room"] = "join_room"
+    destination: ChannelRef = Field(description="The room threadlink's user was invited to.")
+    invite_id: str = Field(description="Platform id of the invitation (the command id is made from it).")
+
+
 class FetchRecord(CommandBase):
     """Look a record up and publish it (or that it is missing) on the records topic."""
 
@@ -153,6 +163,7 @@ Command = Annotated[
     | AddComment
     | CreateTicket
     | DraftArticle
+    | JoinRoom
     | FetchRecord,
     Field(discriminator="kind"),
 ]
@@ -166,5 +177,6 @@ CommandKind = Literal[
     "add_comment",
     "create_ticket",
     "draft_article",
+    "join_room",
     "fetch_record",
 ]

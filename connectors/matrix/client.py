@@ -171,6 +171,17 @@ class MatrixClient:
             raise FatalError("matrix whoami: the homeserver answered without a user_id", status=200)
         return user_id
 
+    async def join(self, room_id: str) -> str:
+        """POST /join/{roomIdOrAlias} as the service's own user: accept its invitation. Joining a
+        room it is already in changes nothing (the homeserver answers the room id again), so a
+        repeated join is harmless. The service's user is the as_token's own, so no `user_id`
+        (identity assertion) parameter is needed."""
+        answer = await self._call("POST", f"/_matrix/client/v3/join/{_q(room_id)}", "matrix join", {})
+        joined = answer.get("room_id")
+        if not isinstance(joined, str) or not joined:
+            raise FatalError("matrix join: the homeserver answered without a room_id", status=200)
+        return joined
+
     async def redact(self, room_id: str, event_id: str, txn_id: str, reason: str | None = None) -> str | None:
         """PUT /rooms/{roomId}/redact/{eventId}/{txnId}: the redaction's event id."""
         path = f"/_matrix/client/v3/rooms/{_q(room_id)}/redact/{_q(event_id)}/{_q(txn_id)}"

@@ -89,6 +89,18 @@ def _author(state: MatrixState, sender: str) -> Author:
     return Author(id=sender, is_bot=mine, is_threadlink=mine)
 
 
+def invited_room(event: dict[str, Any], *, bot_user_id: str) -> str | None:
+    """The room of an invitation of threadlink's own user (an `m.room.member` event whose
+    `state_key` is that user, membership `invite`), else None: invitations of anyone else are
+    none of threadlink's business."""
+    content = event.get("content")
+    if event.get("type") != "m.room.member" or not isinstance(content, dict):
+        return None
+    if content.get("membership") != "invite" or event.get("state_key") != bot_user_id:
+        return None
+    return _str(event.get("room_id"))
+
+
 def social_event(event: dict[str, Any], *, platform: str, state: MatrixState) -> MatrixEvent | None:
     """The social event of one Matrix event, or None when threadlink has nothing to say about it
     (state it only learns from, encrypted messages, types it does not know)."""

@@ -9,8 +9,8 @@ import logging
 from connectors.base import Lane, Sink
 from connectors.errors import FatalError, NotFoundError, RetriableError, SkippableError
 from connectors.matrix.cards import as_edit, card_content, in_thread, message_content
-from connectors.matrix.client import MatrixClient, transaction_id
-from schemas.commands import AddReaction, Command, DeleteCard, PostCard, PostMessage, UpdateCard
+from connectors.matrix.client import MatrixClient, NotPermitted, transaction_id
+from schemas.commands import AddReaction, Command, DeleteCard, JoinRoom, PostCard, PostMessage, UpdateCard
 from schemas.envelope import Envelope
 from schemas.outcomes import Effect
 from schemas.social import Place, ThreadRef, UserRef
@@ -41,7 +41,8 @@ REACTION_KEYS = {
 class MatrixSink(Sink):
     """PostCard -> an `m.notice` in the thread (`m.thread`, with the `m.in_reply_to` fallback);
     UpdateCard -> an edit of the card (`m.replace` with `m.new_content`); DeleteCard -> a redaction
-    of the card; PostMessage -> a short `m.notice` in the thread.
+    of the card; PostMessage -> a short `m.notice` in the thread; JoinRoom -> a join of the room
+    threadlink's user was invited to (the source publishes it when it sees the invitation).
 
     Lifecycle: the runtime calls `start()` once, then `execute` for commands (concurrently
     across threads, in order within one), and `stop()` once at the end, which closes the client.
@@ -129,4 +130,12 @@ class MatrixSink(Sink):
             relation = {"rel_type": "m.annotation", "event_id": command.message_id, "key": emoji}
             event_id = await self._client.send_event(room, "m.reaction", txn, {"m.relates_to": relation})
             return Effect(message_id=event_id)
+        if isinstance(command, JoinRoom):
+            try:
+                await self._client.join(command.destination.channel)
+            except NotPermitted:
+                # The invitation was withdrawn (or the room is gone for us) before the join:
+                # nothing to do, and nothing an operator needs to replay.
+                return Effect(skipped="the invitation is no longer valid")
+            return Effect()
         raise SkippableError(f"matrix cannot {command.kind}")

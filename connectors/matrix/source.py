@@ -6,6 +6,14 @@ wrong one a 403 `M_FORBIDDEN`, as the application service API says) and retries 
 same txnId until it gets a 2xx. A transaction is answered `{}` only once all its events are on
 Kafka; a retry of one already published publishes nothing again. Across a restart the event ids
 read back from the social events topic do the same job, per event.
+
+An invitation of threadlink's own user becomes a JoinRoom command on the connector's own
+commands topic, not a join made here: the homeserver's retries only cover the transaction, so
+a join that failed after `{}` was answered would be lost, and one made before answering would
+hold every later transaction back while the homeserver is slow. On the commands topic the Matrix
+sink joins with the runtime's retries, room lanes and auth pause; the command id is made from the
+invite's event id, so a redelivered transaction, another replica or a restart joins once (the
+sink's ledger), and a repeated join changes nothing on the homeserver anyway.
 """
 
 from __future__ import annotations
@@ -25,10 +33,14 @@ from connectors.base import (
 from connectors.errors import SkippableError
 from connectors.matrix.client import MatrixClient
 from connectors.matrix.config import MatrixConfig
-from connectors.matrix.mapping import MatrixState, envelope_for
+from connectors.matrix.mapping import MatrixState, envelope_for, invited_room
 from connectors.runtime.dedup import RecentIds
 from connectors.runtime.payloads import parse_json_object
 from connectors.runtime.recent import remember_published
+from schemas import events
+from schemas.commands import Command, JoinRoom, command_id_for
+from schemas.envelope import Envelope
+from schemas.social import ChannelRef
 
 log = logging.getLogger(__name__)
 MAX_EVENTS_PER_TRANSACTION = 1000
@@ -101,6 +113,12 @@ class MatrixTransactionsSource(WebhookSource):
                 if known is not None:
                     self._asked.add(room_id)
                     self._state.rooms[room_id] = known
+            invited = invited_room(event, bot_user_id=self._config.bot_user_id)
+            if invited is not None:
+                await self._ask_to_join(invited, event_id)
+                self._events.remember(event_id)
+                published += 1
+                continue
             envelope = envelope_for(event, platform=self._ctx.name, state=self._state)
             if envelope is None:
                 continue
@@ -110,3 +128,23 @@ class MatrixTransactionsSource(WebhookSource):
             published += 1
         self._transactions.remember(txn_id)
         return WebhookResponse(json={}, outcome="accepted" if published else "ignored")
+
+    async def _ask_to_join(self, room_id: str, invite_id: str) -> None:
+        """Publish the JoinRoom command for the sink (see the module's docstring for why)."""
+        channel = ChannelRef(platform=self._ctx.name, workspace=self._config.server_name, channel=room_id)
+        command = JoinRoom(
+            command_id=command_id_for("join_room", invite_id),
+            target=self._ctx.name,
+            destination=channel,
+            invite_id=invite_id,
+        )
+        envelope = Envelope[Command].wrap(
+            command,
+            type=events.COMMAND.format(kind=command.kind),
+            source_system=self._ctx.name,
+            subject=channel.id,
+            id=command.command_id,
+            visibility="restricted",
+        )
+        await self._ctx.publisher.publish(self._ctx.topics.commands(self._ctx.name), channel.id, envelope)
+        log.info("matrix: invited into %s; asked the sink to join it", room_id)

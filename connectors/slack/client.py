@@ -247,6 +247,16 @@ class SlackClient:
         `is_ext_shared`, ...). Needs channels:read (groups:, im:, mpim:read)."""
         return await self.call("conversations.info", {"channel": channel}, http_method="GET")
 
+    async def permalink(self, channel: str, message_ts: str) -> str:
+        """chat.getPermalink: Slack's own link to message `message_ts` (a reply's carries its
+        thread). Unlike the one threadlink builds from the workspace URL, it is right on
+        Enterprise Grid and in Slack Connect channels. No scope needed; a GET, as the spec documents."""
+        answer = await self.call("chat.getPermalink", {"channel": channel, "message_ts": message_ts}, http_method="GET")
+        link = answer.get("permalink")
+        if not isinstance(link, str) or not link.startswith("https://"):
+            raise FatalError("slack chat.getPermalink: Slack answered ok without an https permalink", status=200)
+        return link
+
     async def call(
         self, method: str, params: dict[str, Any], *, http_method: Literal["GET", "POST"] = "POST"
     ) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -99,6 +100,20 @@ class SlackConfig(BaseModel):
         description="Other bots whose messages threadlink never acts on, by bot id (B...) or app id (A...), "
         "or \"*\" for every bot: two bridges that answer each other's messages would loop. threadlink's own "
         "messages are always marked and never acted on.",
+    )
+    permalinks: Literal["local", "auto", "api"] = Field(
+        default="local",
+        description="How a message's link back to Slack is made. local: from the workspace URL, no Web API "
+        "call; auto: asked of Slack (chat.getPermalink) for messages in Slack Connect channels and on "
+        "Enterprise Grid, where the local form differs, local elsewhere; api: asked of Slack for every "
+        "message. Asked links are cached; a call that fails or is slow falls back to the local link.",
+    )
+    permalink_timeout_s: float = Field(
+        default=1.5,
+        gt=0,
+        le=2.5,
+        description="How long intake waits for chat.getPermalink before it keeps the local link (Slack wants "
+        "its events answered within 3 seconds).",
     )
     request_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one Web API call, in seconds.")
     rate_limits: SlackRateLimits = Field(

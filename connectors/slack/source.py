@@ -7,6 +7,9 @@ Verification is Slack's v0 scheme on the raw body (https://api.slack.com/authent
 Slack redelivers an event up to three times when the answer is not a 2xx within 3 seconds
 (`X-Slack-Retry-Num`, `X-Slack-Retry-Reason`); redeliveries share the `event_id`, which is
 remembered once its envelope is on Kafka, so each is published once.
+
+A message's permalink is built from the workspace URL, or asked of Slack where the config says so
+(connectors/slack/permalinks.py), before it is published.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from connectors.base import ConnectorContext, Unauthorized, WebhookRequest, WebhookResponse, WebhookSource, header_value
 from connectors.errors import SkippableError
@@ -26,6 +30,7 @@ from connectors.runtime.recent import remember_published
 from connectors.slack.client import SlackClient
 from connectors.slack.config import SlackConfig
 from connectors.slack.mapping import SlackEvent, SlackIdentity, envelope_for, from_ignored_bot, same_message_key
+from connectors.slack.permalinks import Permalinks
 from connectors.slack.threads import ThreadIndex
 from schemas.envelope import Envelope
 from schemas.social import SocialMessage, SocialReaction
@@ -104,6 +109,7 @@ class SlackEventsSource(WebhookSource):
         client: SlackClient | None = None,
         recent: RecentIds | None = None,
         threads: ThreadIndex | None = None,
+        permalinks: Permalinks | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
@@ -112,6 +118,7 @@ class SlackEventsSource(WebhookSource):
         self._client = client
         self._recent = recent if recent is not None else RecentIds()
         self._threads = threads if threads is not None else ThreadIndex(client)
+        self._permalinks = permalinks or Permalinks(client, config.permalinks, timeout_s=config.permalink_timeout_s)
         self._ignored_bots = set(config.ignore_bots)
         self._clock = clock
         # event_id -> the publish in progress: a redelivery that arrives meanwhile waits for it
@@ -175,6 +182,7 @@ class SlackEventsSource(WebhookSource):
         if same_message is not None and self._recent.seen(same_message):
             self._recent.remember(event_id)
             return WebhookResponse(outcome="duplicate")
+        envelope = await self._with_slacks_permalink(envelope, payload)
         publish = asyncio.ensure_future(self._publish(event_id, envelope, same_message))
         self._in_flight[event_id] = publish
         try:
@@ -200,6 +208,17 @@ class SlackEventsSource(WebhookSource):
             return envelope
         thread = data.thread.model_copy(update={"thread_id": thread_ts})
         return envelope.model_copy(update={"data": data.model_copy(update={"thread": thread}), "subject": thread.id})
+
+    async def _with_slacks_permalink(
+        self, envelope: Envelope[SlackEvent], payload: dict[str, Any]
+    ) -> Envelope[SlackEvent]:
+        data = envelope.data
+        if not isinstance(data, SocialMessage) or data.action == "deleted" or not self._permalinks.wanted(payload):
+            return envelope
+        link = await self._permalinks.link(data.thread.channel, data.message_id, data.permalink)
+        if link == data.permalink:
+            return envelope
+        return envelope.model_copy(update={"data": data.model_copy(update={"permalink": link})})
 
     def _forget(self, event_id: str, publish: asyncio.Future[None]) -> None:
         self._in_flight.pop(event_id, None)

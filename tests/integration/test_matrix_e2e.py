@@ -4,8 +4,10 @@ made by `threadlink matrix registration`), the real broker, `threadlink connecto
 
 A real Synapse user names a Jira key in a room; threadlink's card arrives in that message's
 thread from the Matrix sink; the ticket changes and the card is edited in place (`m.replace`),
-with a short notice in the thread; the ticket gets a back-link that does not name the private room. One test:
-each Synapse start is slow, and the session's homeserver is shared."""
+with a short notice in the thread; the ticket gets a back-link that does not name the private room. And
+threadlink's user accepts invitations (through a JoinRoom command its own sink carries out) and no
+one else's. The tests share one deployment: each Synapse start is slow, and the session's homeserver
+is shared."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from typing import Any
 import pytest
 
 from sandbox.contracts.matrix import matrix_contract
-from tests.integration.kafka_helpers import wait_for
+from schemas.commands import Command, JoinRoom
+from tests.integration.kafka_helpers import envelopes, wait_for
 from tests.integration.sandbox_deployment import SandboxDeployment, start_sandbox, stop_sandbox
 
 from .synapse_server import Synapse
@@ -139,3 +142,36 @@ def test_a_matrix_thread_naming_a_jira_key_gets_its_card_and_the_card_follows_th
     body = json.dumps(comments[0]["body"])
     assert "Mentioned in a private matrix conversation" in body
     assert "matrix.to" not in body and urllib.parse.quote(room, safe="") not in body
+
+
+def test_an_invitation_of_threadlinks_user_is_accepted_and_someone_elses_is_not_acted_on(
+    deployment: SandboxDeployment, synapse: Synapse, kafka_bootstrap: str
+) -> None:
+    assert synapse.appservice is not None
+    bot = f"@{synapse.appservice.sender_localpart}:localhost"
+    alice = synapse.register_user(f"alice-inv-{secrets.token_hex(3)}")
+    bob = synapse.register_user(f"bob-inv-{secrets.token_hex(3)}")
+    token = alice["access_token"]
+    room = synapse.client("POST", "/_matrix/client/v3/createRoom", token, {"preset": "private_chat"})["room_id"]
+    quoted = urllib.parse.quote(room)
+    # Bob first: the homeserver sends transactions in order, so once threadlink has joined, the
+    # source has seen Bob's invitation too.
+    synapse.client("POST", f"/_matrix/client/v3/rooms/{quoted}/invite", token, {"user_id": bob["user_id"]})
+    synapse.client("POST", f"/_matrix/client/v3/rooms/{quoted}/invite", token, {"user_id": bot})
+
+    def joined() -> set[str]:
+        answer = synapse.client("GET", f"/_matrix/client/v3/rooms/{quoted}/joined_members", token)
+        return set(answer.get("joined", {}))
+
+    members = wait_for(lambda: bot in joined() and joined(), timeout_s=90, what="threadlink's user in the room")
+    assert bob["user_id"] not in members  # still only invited
+
+    topic = deployment.settings.kafka.topics.commands("matrix")
+    joins = [
+        e.data
+        for e in envelopes(kafka_bootstrap, topic, Command)
+        if isinstance(e.data, JoinRoom) and e.data.destination.channel == room
+    ]
+    assert len(joins) == 1  # one for threadlink's invitation, none for Bob's
+    membership = synapse.client("GET", f"/_matrix/client/v3/rooms/{quoted}/state/m.room.member/{bot}", token)
+    assert membership["membership"] == "join"

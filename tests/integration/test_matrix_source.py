@@ -54,7 +54,11 @@ async def test_room_traffic_reaches_the_social_events_topic(
 ) -> None:
     assert synapse.appservice is not None
     appservice = synapse.appservice
-    settings = Settings(kafka={"bootstrap_servers": kafka_bootstrap, "namespace": f"{namespace}-matrix"})
+    # A matrix connector, so its commands topic exists: the invite below becomes a JoinRoom command there.
+    settings = Settings(
+        kafka={"bootstrap_servers": kafka_bootstrap, "namespace": f"{namespace}-matrix"},
+        connectors={"matrix": {"type": "matrix"}},
+    )
     apply_topics(settings)
     topic = settings.kafka.topics.social_events
     publisher = KafkaPublisher(kafka_bootstrap, client_id="tests")

@@ -22,6 +22,7 @@ from schemas.commands import (
     DeleteCard,
     DraftArticle,
     FetchRecord,
+    JoinRoom,
     PostCard,
     PostMessage,
     UpdateCard,
@@ -142,6 +143,12 @@ def command_examples() -> list[Any]:
             title="Checkout is down: restart the pod",
             body="Restart it.\n\nThen check the health page.",
             permalink="https://acme.slack.com/archives/C0001/p1741064767000100",
+        ),
+        JoinRoom(
+            command_id=command_id_for("join_room", "$invite"),
+            target="matrix",
+            destination=ChannelRef(platform="matrix", workspace="example.org", channel="!room:example.org"),
+            invite_id="$invite",
         ),
         FetchRecord(command_id=command_id_for("fetch_record", "x"), target="jira", record=RECORD),
     ]

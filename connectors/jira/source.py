@@ -43,6 +43,8 @@ DELIVERY_HEADER = "X-Atlassian-Webhook-Identifier"
 ISSUE_UPSERTS = ("jira:issue_created", "jira:issue_updated")
 ISSUE_DELETED = "jira:issue_deleted"
 COMMENT_CREATED = "comment_created"
+#: A comment changed or removed: the same comment again, marked edited or deleted.
+COMMENT_ACTIONS = {COMMENT_CREATED: "added", "comment_updated": "edited", "comment_deleted": "deleted"}
 
 
 def sign_payload(body: bytes, secret: str) -> str:
@@ -57,7 +59,8 @@ def signature_problem(body: bytes, secret: str, header: str | None) -> str | Non
 
 class JiraWebhookSource(WebhookSource):
     """Served at `/webhooks/<connector name>`; register that URL as a Jira admin webhook with
-    the events `jira:issue_created`, `jira:issue_updated`, `jira:issue_deleted`, `comment_created`."""
+    the events `jira:issue_created`, `jira:issue_updated`, `jira:issue_deleted`, `comment_created`,
+    `comment_updated`, `comment_deleted`."""
 
     path = ""
 
@@ -99,8 +102,8 @@ class JiraWebhookSource(WebhookSource):
             envelope, topic = self._issue_upserted(payload, event, request), self.ctx.topics.records
         elif event == ISSUE_DELETED:
             envelope, topic = self._issue_deleted(payload, event, request), self.ctx.topics.records
-        elif event == COMMENT_CREATED:
-            envelope, topic = self._comment_created(payload, event, request), self.ctx.topics.record_comments
+        elif event in COMMENT_ACTIONS:
+            envelope, topic = self._comment_event(payload, event, request), self.ctx.topics.record_comments
         else:
             # Jira sends what the webhook subscribes to; the rest is acknowledged so it is not retried.
             return WebhookResponse(json={"ignored": event}, outcome="ignored")
@@ -143,7 +146,7 @@ class JiraWebhookSource(WebhookSource):
             visibility=self.config.visibility_of(project_key if isinstance(project_key, str) else project_of_key(key)),
         )
 
-    def _comment_created(self, payload: Mapping[str, Any], event: str, request: WebhookRequest) -> Envelope[Any]:
+    def _comment_event(self, payload: Mapping[str, Any], event: str, request: WebhookRequest) -> Envelope[Any]:
         key = issue_key(payload.get("issue"))
         project_visibility = self.config.visibility_of(project_of_key(key))
         comment = comment_from_webhook(
@@ -152,7 +155,10 @@ class JiraWebhookSource(WebhookSource):
             project_visibility=project_visibility,
             own_account_id=self.own_account_id,
             own_email=self.config.email,
-        )
+        ).model_copy(update={"action": COMMENT_ACTIONS[event]})
+        if comment.action == "deleted":  # its words are gone in Jira: they are not carried on either
+            deleted_at = version_of(parse_jira_time(payload.get("timestamp")))
+            comment = comment.model_copy(update={"body": "", "version": max(comment.version, deleted_at)})
         return Envelope[RecordComment].wrap(
             comment,
             type=events.RECORD_COMMENT.format(action=comment.action),

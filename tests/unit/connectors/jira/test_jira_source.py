@@ -322,3 +322,24 @@ async def test_what_the_fake_jira_sends_verifies_and_maps(
         "Grace Hopper",
         "public",
     )
+
+
+async def test_updated_and_deleted_comments_are_the_same_comment_edited_and_deleted(
+    source: JiraWebhookSource, publisher: Any, secret: str
+) -> None:
+    edited = comment_payload(updated="2024-03-01T11:00:00.000+0000", body="Rolled back twice")
+    edited["webhookEvent"] = "comment_updated"
+    deleted = comment_payload()
+    deleted["webhookEvent"] = "comment_deleted"
+    deleted["timestamp"] = TIMESTAMP_MS + 3_600_000  # an hour after the update, after the edit
+    for payload, delivery in ((edited, "c-2"), (deleted, "c-3")):
+        await source.handle(
+            signed(json.dumps(payload).encode(), secret, **{"X-Atlassian-Webhook-Identifier": delivery})
+        )
+    first, second = (p.envelope for p in publisher.published)
+    assert first.type == events.RECORD_COMMENT.format(action="edited")
+    assert (first.data.comment_id, first.data.action, first.data.body) == ("10100", "edited", "Rolled back twice")
+    assert first.data.version == version_of(datetime(2024, 3, 1, 11, 0, tzinfo=UTC))
+    assert second.type == events.RECORD_COMMENT.format(action="deleted")
+    assert (second.data.comment_id, second.data.action, second.data.body) == ("10100", "deleted", "")
+    assert second.data.version == TIMESTAMP_MS + 3_600_000  # when Jira deleted it, later than its last edit

@@ -481,8 +481,50 @@ def load_settings(path: str | Path | None = None) -> Settings:
                 problems.append(f"{source}: streams.{where}: {target!r} is not a configured connector")
         problems += _reach_problems(source, settings.streams, known)
     if problems or settings is None:
+        if file is not None:
+            problems = located(problems, source, yaml_positions(file.read_text()))
         raise ConfigError("\n".join(problems))
     return settings
+
+
+def yaml_positions(text: str) -> dict[tuple[str, ...], tuple[int, int]]:
+    """Where each setting of a YAML document is: its dotted path (list items by index) ->
+    (line, column), 1-based, of its key (or of the item)."""
+    positions: dict[tuple[str, ...], tuple[int, int]] = {}
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return positions
+    todo: list[tuple[tuple[str, ...], Any]] = [((), root)]
+    while todo and len(positions) < 100_000:
+        path, node = todo.pop()
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                where = (*path, str(key.value))
+                positions[where] = (key.start_mark.line + 1, key.start_mark.column + 1)
+                todo.append((where, value))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                where = (*path, str(index))
+                positions[where] = (item.start_mark.line + 1, item.start_mark.column + 1)
+                todo.append((where, item))
+    return positions
+
+
+def located(problems: list[str], source: str, positions: dict[tuple[str, ...], tuple[int, int]]) -> list[str]:
+    """`file: a.b.c: why` becomes `file:line:column: a.b.c: why`, at the setting or, for one that
+    is missing, at the nearest enclosing one that is there."""
+    out = []
+    head = f"{source}: "
+    for problem in problems:
+        where, sep, why = problem.removeprefix(head).partition(": ")
+        parts = tuple(where.split("."))
+        found = next((positions[parts[:n]] for n in range(len(parts), 0, -1) if parts[:n] in positions), None)
+        if not problem.startswith(head) or not sep or found is None:
+            out.append(problem)
+        else:
+            out.append(f"{source}:{found[0]}:{found[1]}: {where}: {why}")
+    return out
 
 
 def _reach_problems(source: str, streams: StreamSettings, known: set[str]) -> list[str]:

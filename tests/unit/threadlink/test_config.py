@@ -136,3 +136,26 @@ def test_reach_rules_and_tiers_report_every_problem_with_its_place(tmp_path: Pat
     ).replace("platform: teams", "platform: slack")
     settings = load_settings(write(tmp_path, GOOD + good + "  escalate: {target: jira}\n"))
     assert [step.after_s for step in settings.streams.reach.first_answer[0].steps] == [3600, 7200]
+
+
+def test_each_problem_names_its_line_and_column_in_the_file(tmp_path: Path) -> None:
+    text = """kafka:
+  bootstrap_servers: 127.0.0.1:9092
+  namespce: prod
+connectors:
+  jira:
+    base_url: ftp://acme
+    email: bot@acme.com
+streams:
+  mention_patterns:
+    - { system: jira, regex: '[unclosed' }
+"""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    lines = str(info.value).splitlines()
+    assert f"{path}:3:3: kafka.namespce: unknown setting" in "\n".join(lines)
+    assert any(line.startswith(f"{path}:6:5: connectors.jira.base_url: ") for line in lines), lines
+    # A missing setting is placed at the nearest enclosing one that is there.
+    assert any(line.startswith(f"{path}:5:3: connectors.jira.api_token: required") for line in lines), lines
+    assert any(line.startswith(f"{path}:10:23: streams.mention_patterns.0.regex: ") for line in lines), lines

@@ -141,6 +141,16 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return int(export.main(["--write" if args.action == "export" else "--check"]))
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from threadlink.status import gather, healthy, render
+
+    settings = _settings(args)
+    _require_kafka(settings)
+    rows = gather(settings)
+    print(render(rows))
+    return 0 if healthy(rows) else 1
+
+
 def cmd_dlq_list(args: argparse.Namespace) -> int:
     from threadlink.deadletters import list_dead_letters
 
@@ -424,6 +434,16 @@ def build_parser() -> argparse.ArgumentParser:
         "print the catalog",
         "Each topic's name, key, partitions, cleanup policy, retention and purpose. Needs no broker.",
         cmd_topics_list,
+    )
+
+    leaf(
+        sub,
+        "status",
+        "is threadlink healthy: processes, sinks, workers, lag, dead letters",
+        "A table from the broker (each sink's and the workers' consumer group: members and lag; the\n"
+        "dead letters held) and from the processes' /healthz (which sinks are down, and why).\n"
+        "Exit 0 when everything is up, 1 otherwise.",
+        cmd_status,
     )
 
     config = group("config", "the deployment config")

@@ -4,11 +4,13 @@ rules on everything produced, and hostile input (size, depth)."""
 from __future__ import annotations
 
 import json
+from functools import cache
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft4Validator
 
 from connectors.jira.adf import (
     MAX_MARKDOWN_CHARS,
@@ -17,15 +19,31 @@ from connectors.jira.adf import (
     markdown_to_adf,
     text_adf,
 )
+from sandbox.contracts import specs_dir
 from sandbox.contracts.jira import adf_problems
 
 pytestmark = pytest.mark.unit
 
 
+#: Where Atlassian's ADF JSON Schema goes in the specs dir (`dist/json-schema/v1/full.json` of
+#: the npm package @atlaskit/adf-schema, Apache-2.0), when it is there.
+ADF_SCHEMA = "jira/adf-schema.v1.full.json"
+
+
+@cache
+def adf_schema() -> Draft4Validator | None:
+    path = specs_dir() / ADF_SCHEMA
+    return Draft4Validator(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else None
+
+
 def valid(doc: Any) -> Any:
-    """`doc`, after checking it is ADF Jira takes (the specs dir has no ADF JSON Schema, so the
-    fake Jira's checks: non-empty text, marks, what may nest in what)."""
+    """`doc`, after checking it is ADF Jira takes: against Atlassian's ADF JSON Schema where the
+    specs dir has it, and always against the fake Jira's checks (non-empty text, marks, what may
+    nest in what)."""
     assert adf_problems(doc) == [], json.dumps(doc)
+    schema = adf_schema()
+    if schema is not None:
+        assert [error.message for error in schema.iter_errors(doc)] == [], json.dumps(doc)
     return doc
 
 

@@ -2,7 +2,8 @@
 unless a config or a test says so.
 
 It serves the REST v3 calls threadlink makes (get issue, create issue, search by label, add
-and list comments, comments by id, comment properties, myself) with Basic auth checked like
+and list comments, comments by id, comment properties, remote issue links upserted by
+`globalId`, myself) with Basic auth checked like
 Jira Cloud, answers in the shapes of the published spec, and sends webhooks the way Jira Cloud
 admin webhooks do (payload shape, `X-Hub-Signature`, `X-Atlassian-Webhook-Identifier`). Every
 request is recorded (`requests`) and checked against Jira's OpenAPI document, and so is every
@@ -140,6 +141,8 @@ class FakeJira:
         self._issues: dict[str, dict[str, Any]] = {}
         self._comments: dict[str, list[dict[str, Any]]] = {}
         self._comment_properties: dict[str, dict[str, Any]] = {}
+        self._remote_links: dict[str, list[dict[str, Any]]] = {}
+        self._link_ids = itertools.count(10000)
         self._project_ids: dict[str, str] = {}
         self._ids = itertools.count(10000)
         self._comment_ids = itertools.count(10000)
@@ -170,6 +173,8 @@ class FakeJira:
         app.router.add_post("/rest/api/3/comment/list", self._comments_by_ids)
         app.router.add_get("/rest/api/3/comment/{commentId}/properties", self._comment_property_keys)
         app.router.add_get("/rest/api/3/comment/{commentId}/properties/{propertyKey}", self._comment_property)
+        app.router.add_post("/rest/api/3/issue/{issueIdOrKey}/remotelink", self._put_remote_link)
+        app.router.add_get("/rest/api/3/issue/{issueIdOrKey}/remotelink", self._get_remote_link)
         app.router.add_get("/rest/api/3/myself", self._myself)
         app.router.add_post("/rest/api/3/issue", self._create_issue)
         app.router.add_post("/rest/api/3/search", self._search)
@@ -235,6 +240,11 @@ class FakeJira:
         """The comments stored on an issue (as Jira's Comment objects, without properties)."""
         issue = self.issue(key)
         return list(self._comments.get(issue["key"], [])) if issue else []
+
+    def remote_links(self, key: str) -> list[dict[str, Any]]:
+        """The remote issue links stored on an issue (as Jira's RemoteIssueLink objects)."""
+        issue = self.issue(key)
+        return [dict(link) for link in self._remote_links.get(issue["key"], [])] if issue else []
 
     def comment_properties(self, comment_id: str) -> dict[str, Any]:
         """The entity properties of a comment, key -> value (empty for an unknown comment)."""
@@ -307,6 +317,7 @@ class FakeJira:
             return
         payload = self.issue_event("jira:issue_deleted", issue["key"])
         del self._issues[issue["key"]]
+        self._remote_links.pop(issue["key"], None)
         for comment in self._comments.pop(issue["key"], []):
             self._comment_properties.pop(comment["id"], None)
         if self.webhook_url:
@@ -731,6 +742,68 @@ class FakeJira:
         if self.webhook_url:
             await self.deliver(self.comment_event(issue["key"], comment))
         return comment
+
+    async def _put_remote_link(self, request: web.Request) -> web.Response:
+        """createOrUpdateRemoteIssueLink: `object.url` and `object.title` required (Jira answers
+        400 without them); a link with the same `globalId` on the issue is updated (fields the
+        request leaves out become null, as documented) and answered 200, a new one 201."""
+        issue = self.issue(request.match_info["issueIdOrKey"])
+        if issue is None:
+            return _errors(404, [NOT_FOUND_MESSAGE])
+        payload = _json_or_none(await request.read())
+        remote = payload.get("object") if isinstance(payload, dict) else None
+        errors = {
+            name: message
+            for name, message, ok in (
+                ("object", "Remote object is required.", isinstance(remote, dict)),
+                ("url", "Url is required.", isinstance(remote, dict) and isinstance(remote.get("url"), str)),
+                ("title", "Title is required.", isinstance(remote, dict) and bool(remote.get("title"))),
+                (
+                    "globalId",
+                    "Global ID must be a string of at most 255 characters.",
+                    isinstance(payload, dict)
+                    and (
+                        payload.get("globalId") is None
+                        or (isinstance(payload["globalId"], str) and len(payload["globalId"]) <= 255)
+                    ),
+                ),
+            )
+            if not ok
+        }
+        if errors or not isinstance(payload, dict):
+            return web.json_response({"errorMessages": [], "errors": errors}, status=400)
+        links = self._remote_links.setdefault(issue["key"], [])
+        global_id = payload.get("globalId")
+        existing = next((link for link in links if global_id and link.get("globalId") == global_id), None)
+        link_id = existing["id"] if existing else next(self._link_ids)
+        link = {
+            "id": link_id,
+            "self": f"{self._url}/rest/api/3/issue/{issue['key']}/remotelink/{link_id}",
+            **{
+                name: payload[name] for name in ("globalId", "application", "relationship", "object") if name in payload
+            },
+        }
+        if existing is not None:
+            links[links.index(existing)] = link
+        else:
+            links.append(link)
+        return web.json_response({"id": link_id, "self": link["self"]}, status=200 if existing else 201)
+
+    async def _get_remote_link(self, request: web.Request) -> web.Response:
+        """getRemoteIssueLinks with `globalId` (the one link with it, or 404). Without it Jira
+        answers a list, which the spec does not describe: the fake serves the documented form only."""
+        issue = self.issue(request.match_info["issueIdOrKey"])
+        if issue is None:
+            return _errors(404, [NOT_FOUND_MESSAGE])
+        global_id = request.query.get("globalId")
+        if not global_id:
+            return _errors(400, ["the sandbox answers getRemoteIssueLinks only with a globalId"])
+        found = next(
+            (link for link in self._remote_links.get(issue["key"], []) if link.get("globalId") == global_id), None
+        )
+        if found is None:
+            return _errors(404, ["No remote link with that global ID."])
+        return web.json_response(found)
 
     async def _myself(self, _request: web.Request) -> web.Response:
         return web.json_response({**self.me, "locale": "en_US"})

@@ -133,6 +133,15 @@ class JiraClient:
         by_id = {str(c.get("id")): c for c in values if isinstance(c, dict)} if isinstance(values, list) else {}
         return [by_id.get(str(c.get("id")), c) for c in comments]
 
+    async def put_remote_link(self, key: str, link: Mapping[str, Any]) -> dict[str, Any]:
+        """Create or update a remote issue link (`globalId`, `object: {url, title}`, ...): Jira
+        updates the issue's link with the same `globalId` instead of adding another. Returns
+        Jira's RemoteIssueLinkIdentifies (`id`, `self`)."""
+        what = "jira POST remotelink"
+        if not is_issue_key(key):
+            raise NotFoundError(f"{what}: {key!r} is not a Jira issue key")
+        return await self._call("POST", f"/rest/api/3/issue/{quote(key, safe='')}/remotelink", what, json=dict(link))
+
     async def create_issue(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         """Create an issue from `fields` (project, summary, issuetype, description as ADF,
         labels, ...). Returns Jira's CreatedIssue (`id`, `key`, `self`)."""

@@ -118,6 +118,11 @@ class JiraConfig(BaseModel):
     comment_backlinks: bool = Field(
         default=True, description="Post a 'Discussed in <thread>' comment on an issue when a thread links to it."
     )
+    remote_links: bool = Field(
+        default=True,
+        description="With a back-link comment, also link the issue to the thread (a remote issue link, shown "
+        "under 'Web links'; one per thread, updated rather than repeated). Needs the Link issues permission.",
+    )
     issue_type: str = Field(
         default="Task", min_length=1, description="The issue type of the tickets threadlink opens (Escalate)."
     )

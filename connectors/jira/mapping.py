@@ -1,4 +1,5 @@
-"""Jira JSON to threadlink records, and threadlink to Atlassian Document Format (ADF).
+"""Jira JSON to threadlink records, and the marks threadlink leaves on Jira (labels, entity
+properties). Atlassian Document Format lives in connectors.jira.adf (re-exported here).
 
 Pure functions: no I/O, so tests feed them captured payloads.
 """
@@ -11,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from connectors.errors import SkippableError
+from connectors.jira.adf import MAX_TEXT_CHARS, adf_text, backlink_adf, text_adf
 from connectors.jira.config import JiraConfig
 from connectors.runtime.payloads import epoch_time, iso_time
 from schemas.records import (
@@ -25,8 +27,23 @@ from schemas.records import (
 from schemas.social import ThreadRef
 from schemas.visibility import Visibility, narrowest
 
-# Jira Cloud refuses comments longer than 32767 characters; leave room for the link.
-MAX_TEXT_CHARS = 30_000
+__all__ = [
+    "BACKLINK_PROPERTY",
+    "MAX_TEXT_CHARS",
+    "adf_text",
+    "backlink_adf",
+    "backlink_command_id",
+    "backlink_property",
+    "comment_from_webhook",
+    "is_account",
+    "issue_key",
+    "project_of_key",
+    "remote_link",
+    "remote_link_global_id",
+    "text_adf",
+    "thread_label",
+    "ticket_from_issue",
+]
 
 #: Key of the comment entity property that tags a back-link with the command that posted it.
 BACKLINK_PROPERTY = "threadlink"
@@ -109,27 +126,6 @@ def ticket_from_issue(issue: Any, *, system: str, config: JiraConfig) -> TicketR
     return record
 
 
-def adf_text(node: Any) -> str:
-    """The plain text of an ADF document (paragraphs on their own lines)."""
-    if isinstance(node, str):
-        return node
-    if not isinstance(node, Mapping):
-        return ""
-    if node.get("type") == "text":
-        return str(node.get("text", ""))
-    if node.get("type") == "hardBreak":
-        return "\n"
-    if node.get("type") in ("mention", "emoji"):
-        attrs = node.get("attrs") or {}
-        return str(attrs.get("text") or attrs.get("shortName") or "")
-    children = node.get("content") or []
-    if not isinstance(children, list):
-        return ""
-    if node.get("type") in ("doc", "blockquote", "bulletList", "orderedList", "listItem", "panel"):
-        return "\n".join(part for part in (adf_text(child) for child in children) if part)
-    return "".join(adf_text(child) for child in children)
-
-
 def is_account(user: Any, *, account_id: str | None, email: str | None) -> bool:
     """Whether a Jira user object (a comment's author) is the given account: by its accountId, or
     by its email where Jira shows it (its users' privacy settings may hide it)."""
@@ -185,52 +181,34 @@ def comment_visibility(comment: Mapping[str, Any], project_visibility: Visibilit
     return project_visibility
 
 
-def _text(text: str, href: str | None = None) -> dict[str, Any]:
-    node: dict[str, Any] = {"type": "text", "text": text}
-    if href:
-        node["marks"] = [{"type": "link", "attrs": {"href": href}}]
-    return node
-
-
-def _lines(text: str) -> list[dict[str, Any]]:
-    """Text with line breaks as ADF inline nodes (text nodes joined by hardBreak)."""
-    nodes: list[dict[str, Any]] = []
-    for line in text.splitlines():
-        if nodes:
-            nodes.append({"type": "hardBreak"})
-        if line:
-            nodes.append(_text(line))
-    return nodes
-
-
-def backlink_adf(thread: ThreadRef | None, *, permalink: str | None = None, text: str = "") -> dict[str, Any]:
-    """The ADF body of a back-link comment: `text` (the command's words; by default "Discussed
-    in Slack thread") followed by the permalink as a link, or by the thread's id when there is
-    no http(s) permalink (nothing when the comment names no thread). ADF text nodes must not be
-    empty, so blank lines become breaks."""
-    intro = text.strip() or (f"Discussed in a {thread.platform} thread" if thread else "Discussed in a thread")
-    if len(intro) > MAX_TEXT_CHARS:
-        intro = intro[: MAX_TEXT_CHARS - 1] + "…"
-    content = _lines(intro + " ")
-    if permalink and permalink.startswith(("https://", "http://")):
-        content.append(_text(permalink, href=permalink))
-    elif thread is not None:
-        content.append(_text(thread.id))
-    return {"type": "doc", "version": 1, "content": [{"type": "paragraph", "content": content}]}
-
-
-def text_adf(text: str) -> dict[str, Any]:
-    """Plain text as an ADF doc: a paragraph per blank-line-separated block, line breaks kept
-    (ADF text nodes may not be empty)."""
-    blocks = [block for block in text.replace("\r\n", "\n").split("\n\n") if block.strip()]
-    paragraphs = [{"type": "paragraph", "content": _lines(block[:MAX_TEXT_CHARS])} for block in blocks]
-    return {"type": "doc", "version": 1, "content": paragraphs or [{"type": "paragraph", "content": []}]}
-
-
 def thread_label(thread: ThreadRef) -> str:
     """The label of the ticket opened for a thread: how a retry finds it instead of opening a
     second (labels are searchable with JQL; entity properties of REST clients are not)."""
     return "threadlink-" + hashlib.sha256(thread.id.encode()).hexdigest()[:20]
+
+
+def remote_link_global_id(thread: ThreadRef) -> str:
+    """The globalId of an issue's link to a thread: Jira updates the link with the same
+    globalId instead of adding a second, so a retry (or a second mention) keeps one link."""
+    return "threadlink:thread=" + hashlib.sha256(thread.id.encode()).hexdigest()[:40]
+
+
+def remote_link(thread: ThreadRef | None, *, permalink: str | None, text: str = "") -> dict[str, Any] | None:
+    """The RemoteIssueLinkRequest linking an issue to a thread, or None without a thread or an
+    http(s) permalink to link to."""
+    if thread is None or not permalink or not permalink.startswith(("https://", "http://")):
+        return None
+    title = f"{thread.platform.title()} thread in {thread.channel}"
+    link: dict[str, Any] = {
+        "globalId": remote_link_global_id(thread),
+        "application": {"type": "io.threadlink", "name": "threadlink"},
+        "relationship": "discussed in",
+        "object": {"url": permalink, "title": title[:255]},
+    }
+    summary = " ".join(text.split())
+    if summary:
+        link["object"]["summary"] = summary[:255]
+    return link
 
 
 def backlink_property(command_id: str) -> dict[str, Any]:

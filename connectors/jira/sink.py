@@ -1,5 +1,7 @@
 """Commands for Jira: look an issue up (FetchRecord), post a back-link or a mirrored reply
-(AddComment), open a thread's ticket (CreateTicket, find-before-create by the thread's label)."""
+(AddComment; a back-link also links the issue to the thread, a remote issue link), open a
+thread's ticket (CreateTicket, find-before-create by the thread's label). Text is Markdown,
+written as Atlassian Document Format (connectors.jira.adf)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from connectors.errors import (
     SkippableError,
     outcome_unknown,
 )
+from connectors.jira.adf import markdown_to_adf
 from connectors.jira.client import JiraClient
 from connectors.jira.config import JiraConfig
 from connectors.jira.mapping import (
@@ -22,7 +25,7 @@ from connectors.jira.mapping import (
     backlink_command_id,
     backlink_property,
     project_of_key,
-    text_adf,
+    remote_link,
     thread_label,
     ticket_from_issue,
 )
@@ -115,7 +118,8 @@ class JiraSink(Sink):
             "project": {"key": command.project},
             "summary": " ".join(command.summary.split())[:250] or "Thread from " + command.thread.platform,
             "issuetype": {"name": self.config.issue_type},
-            "description": text_adf(command.description),
+            # The transcript is chat text: Markdown-ish, a newline meant as a line break.
+            "description": markdown_to_adf(command.description, breaks=True),
             "labels": ["threadlink", label],
         }
         # A refusal (400: no such project or issue type) is fatal: the outcome says why, and the
@@ -158,6 +162,10 @@ class JiraSink(Sink):
         if not self.config.comment_backlinks:
             return Effect(skipped="comment_backlinks disabled")
         key, command_id = command.record.key, command.command_id
+        if self.config.remote_links:
+            # First, so that a retry after a failed link does not post the comment twice; the
+            # link itself is an upsert (same globalId: updated), safe to repeat.
+            await self._link_thread(key, command)
         if self._unsure.seen(command_id):
             found = await self._find_backlink(key, command_id)
             if found is not None:
@@ -174,6 +182,28 @@ class JiraSink(Sink):
         if comment_id in (None, ""):
             raise FatalError("jira POST comment: answer without a comment id")
         return Effect(comment_id=str(comment_id))
+
+    async def _link_thread(self, key: str, command: AddComment) -> None:
+        """Link the issue to the thread it is discussed in (a remote issue link). A retriable
+        failure is raised (the command is tried again), and so are refused credentials (401);
+        a link Jira refuses for good otherwise (403 without the Link issues permission, issue
+        linking switched off) is logged: the comment still goes out."""
+        link = remote_link(command.thread, permalink=command.permalink, text=command.body)
+        if link is None:
+            return  # no thread to link to, or no address of it (a private place)
+        try:
+            await self.client.put_remote_link(key, link)
+        except RetriableError:
+            raise
+        except ConnectorError as exc:
+            if exc.status == 401:
+                raise  # the credentials, not the link: the connector stops and says so
+            log.warning(
+                "jira: cannot link %s to its thread (%s); set remote_links: false where the account may not "
+                "link issues",
+                key,
+                exc,
+            )
 
     async def _find_backlink(self, key: str, command_id: str) -> str | None:
         """The id of the comment on `key` tagged with `command_id`, among its newest ones.

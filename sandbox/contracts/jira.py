@@ -246,12 +246,36 @@ def adf_problems(doc: Any, *, at: str = "$") -> list[str]:
     return problems
 
 
-def _adf_node(node: Any, at: str, problems: list[str]) -> None:
+#: What the containers threadlink writes may hold (ADF's JSON schema, `full.json`): a
+#: heading or a quote in a list item, a mark beside code, ... are refused by Jira.
+_CHILDREN = {
+    "paragraph": _INLINE,
+    "heading": _INLINE,
+    "bulletList": {"listItem"},
+    "orderedList": {"listItem"},
+    "listItem": {"paragraph", "bulletList", "orderedList", "codeBlock", "mediaSingle", "taskList"},
+    "blockquote": {"paragraph", "bulletList", "orderedList", "codeBlock", "mediaGroup", "mediaSingle", "extension"},
+    "codeBlock": {"text"},
+}
+_FIRST_IN_LIST_ITEM = {"paragraph", "codeBlock", "mediaSingle"}
+
+
+def _adf_node(node: Any, at: str, problems: list[str], parent: str = "doc") -> None:
     if not isinstance(node, Mapping) or not isinstance(node.get("type"), str):
         problems.append(f"{at}: a node must be an object with a type")
         return
     kind = node["type"]
+    allowed = _CHILDREN.get(parent)
+    if allowed is not None and kind not in allowed:
+        problems.append(f"{at}: a {kind} cannot stand in a {parent}")
+    if kind in ("heading", "rule") and parent != "doc":
+        problems.append(f"{at}: a {kind} stands only at the top level")
     if kind == "text":
+        kinds = [m.get("type") for m in node.get("marks", []) if isinstance(m, Mapping)]
+        if "code" in kinds and set(kinds) - {"code", "link"}:
+            problems.append(f"{at}.marks: the code mark goes with no mark but a link")
+        if parent == "codeBlock" and kinds:
+            problems.append(f"{at}.marks: text in a codeBlock has no marks")
         if not isinstance(node.get("text"), str) or not node["text"]:
             problems.append(f"{at}.text: a text node needs non-empty text")
         for index, mark in enumerate(node.get("marks", [])):
@@ -266,7 +290,12 @@ def _adf_node(node: Any, at: str, problems: list[str]) -> None:
             problems.append(f"{at}.content: must be a list")
             return
         for index, child in enumerate(node["content"]):
-            _adf_node(child, f"{at}.content[{index}]", problems)
+            _adf_node(child, f"{at}.content[{index}]", problems, kind)
+        if not node["content"] and kind in ("blockquote", "bulletList", "orderedList", "listItem"):
+            problems.append(f"{at}: {kind} needs content")
+        first = node["content"][0] if node["content"] else None
+        if kind == "listItem" and isinstance(first, Mapping) and first.get("type") not in _FIRST_IN_LIST_ITEM:
+            problems.append(f"{at}.content[0]: a listItem starts with a paragraph or a codeBlock")
     elif kind in ("blockquote", "bulletList", "orderedList", "listItem"):
         problems.append(f"{at}: {kind} needs content")
 

@@ -106,6 +106,33 @@ def test_mention_of_a_known_ticket_gets_its_card_and_the_ticket_hears_back(
     assert permalink in json.dumps(comments[0]["body"])  # a link mark back to the thread
 
 
+def test_a_retried_backlink_leaves_one_comment_and_one_remote_link_to_the_thread(
+    sandbox: SandboxDeployment, channel: str
+) -> None:
+    put_issue(sandbox, "SHOP-11", "Refunds stuck in pending")
+    comments_path = "/rest/api/3/issue/SHOP-11/comment"
+    links_path = "/rest/api/3/issue/SHOP-11/remotelink"
+    # Jira stores the comment, but its answer is a 503: the sink runner retries the command.
+    sandbox.jira.fail_next(503, path_prefix=comments_path, after_store=True)
+    ts = sandbox.post(channel, "Refunds again, see SHOP-11", user="U0ALICE")
+
+    def link_posts() -> list[object]:
+        return [r for r in sandbox.jira.requests if r.method == "POST" and r.path == links_path]
+
+    # The retry upserts the link again, then finds the stored comment instead of posting it twice.
+    wait_for(lambda: len(link_posts()) >= 2, timeout_s=120, what="the retried back-link's second link upsert")
+    wait_for(
+        lambda: [r for r in sandbox.jira.requests if r.method == "GET" and r.path == comments_path],
+        timeout_s=120,
+        what="the retry looking for the stored back-link",
+    )
+    permalink = f"https://sandbox.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+    [link] = sandbox.jira.remote_links("SHOP-11")
+    assert link["object"]["url"] == permalink
+    assert len(sandbox.jira.comments("SHOP-11")) == 1
+    assert len([r for r in sandbox.jira.requests if r.method == "POST" and r.path == comments_path]) == 1
+
+
 def test_ticket_threadlink_never_saw_is_fetched_over_rest(sandbox: SandboxDeployment, channel: str) -> None:
     put_issue(sandbox, "OPS-7", "Payment provider timeouts", webhook=False)
     ts = sandbox.post(channel, "Could OPS-7 be related?")

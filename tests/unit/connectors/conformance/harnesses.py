@@ -167,6 +167,9 @@ class JiraHarness(ConnectorHarness):
             "email": self.EMAIL,
             "api_token": self.API_TOKEN,
             "webhook_secret": self.WEBHOOK_SECRET,
+            # The sample command is then the one comment call the failure checks aim at; the
+            # remote link beside it has tests of its own (test_jira_remote_links.py).
+            "remote_links": False,
         }
 
     def secrets(self) -> tuple[str, ...]:

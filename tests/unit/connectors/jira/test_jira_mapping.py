@@ -107,9 +107,21 @@ def test_backlink_without_permalink_names_the_thread() -> None:
 
 
 def test_backlink_uses_the_commands_words_and_keeps_nodes_non_empty() -> None:
-    doc = backlink_adf(THREAD, permalink="https://x.example/p1", text="Seen in #ops\n\nby the on-call")
-    assert adf_text(doc) == "Seen in #ops\n\nby the on-call https://x.example/p1"
-    assert adf_problems(doc) == []  # the blank line became hard breaks, not an empty text node
+    doc = backlink_adf(THREAD, permalink="https://x.example/p1", text="Seen in #ops\n\nby the *on-call*")
+    # The words are Markdown: a blank line parts paragraphs, the link ends the last one.
+    assert [block["type"] for block in doc["content"]] == ["paragraph", "paragraph"]
+    assert doc["content"][1]["content"] == [
+        {"type": "text", "text": "by the "},
+        {"type": "text", "text": "on-call", "marks": [{"type": "em"}]},
+        {"type": "text", "text": " "},
+        {
+            "type": "text",
+            "text": "https://x.example/p1",
+            "marks": [{"type": "link", "attrs": {"href": "https://x.example/p1"}}],
+        },
+    ]
+    assert adf_text(doc) == "Seen in #ops\nby the on-call https://x.example/p1"
+    assert adf_problems(doc) == []  # no empty text node anywhere
 
 
 def test_backlink_ignores_a_permalink_that_is_not_http() -> None:

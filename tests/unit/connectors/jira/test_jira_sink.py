@@ -195,7 +195,9 @@ async def test_add_comment_posts_a_spec_valid_adf_backlink(
 
     [stored] = fake_jira.comments("OPS-1")
     assert effect == Effect(comment_id=stored["id"])
-    [request] = fake_jira.requests  # a first attempt posts without looking first
+    # A first attempt posts without looking first (after linking the issue to the thread).
+    link_request, request = fake_jira.requests
+    assert (link_request.method, link_request.path) == ("POST", "/rest/api/3/issue/OPS-1/remotelink")
     assert (request.method, request.path) == ("POST", "/rest/api/3/issue/OPS-1/comment")
     # Tagged with its command, so a retry after a lost answer can find it.
     tag = {"key": BACKLINK_PROPERTY, "value": {"command_id": command.command_id}}
@@ -336,6 +338,7 @@ async def test_a_comment_jira_did_not_store_is_posted_exactly_once_by_the_retry(
 
 
 async def test_a_refused_connection_is_posted_again_without_looking(config: JiraConfig, ctx: ConnectorContext) -> None:
+    config = config.model_copy(update={"remote_links": False})  # the comment's calls only
     seen: list[tuple[str, str]] = []
 
     def jira(request: httpx.Request) -> httpx.Response:
@@ -451,6 +454,7 @@ async def test_a_lookup_jira_refuses_for_good_posts_the_backlink_anyway(
 async def test_the_commands_remembered_as_unsure_are_bounded(
     config: JiraConfig, ctx: ConnectorContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    config = config.model_copy(update={"remote_links": False})  # the comment's calls only
     seen: list[str] = []
 
     def jira(request: httpx.Request) -> httpx.Response:

@@ -141,6 +141,7 @@ class FakeJira:
         self._issues: dict[str, dict[str, Any]] = {}
         self._comments: dict[str, list[dict[str, Any]]] = {}
         self._comment_properties: dict[str, dict[str, Any]] = {}
+        self._issue_properties: dict[str, dict[str, Any]] = {}
         self._remote_links: dict[str, list[dict[str, Any]]] = {}
         self._link_ids = itertools.count(10000)
         self._project_ids: dict[str, str] = {}
@@ -175,6 +176,7 @@ class FakeJira:
         app.router.add_get("/rest/api/3/comment/{commentId}/properties/{propertyKey}", self._comment_property)
         app.router.add_post("/rest/api/3/issue/{issueIdOrKey}/remotelink", self._put_remote_link)
         app.router.add_get("/rest/api/3/issue/{issueIdOrKey}/remotelink", self._get_remote_link)
+        app.router.add_get("/rest/api/3/issue/{issueIdOrKey}/properties/{propertyKey}", self._issue_property)
         app.router.add_get("/rest/api/3/myself", self._myself)
         app.router.add_post("/rest/api/3/issue", self._create_issue)
         app.router.add_post("/rest/api/3/search", self._search)
@@ -613,6 +615,21 @@ class FakeJira:
             return _errors(404, [f"The property with key '{key}' was not found."])
         return web.json_response({"key": key, "value": properties[key]})
 
+    async def _issue_property(self, request: web.Request) -> web.Response:
+        issue = self.issue(request.match_info["issueIdOrKey"])
+        if issue is None:
+            return _errors(404, [NOT_FOUND_MESSAGE])
+        key = request.match_info["propertyKey"]
+        properties = self._issue_properties.get(issue["id"], {})
+        if key not in properties:
+            return _errors(404, [f"The property with key '{key}' was not found."])
+        return web.json_response({"key": key, "value": properties[key]})
+
+    def issue_properties(self, key: str) -> dict[str, Any]:
+        """The entity properties an issue was created with (key -> value)."""
+        issue = self.issue(key)
+        return dict(self._issue_properties.get(issue["id"], {})) if issue else {}
+
     def _all_comments(self) -> list[dict[str, Any]]:
         return [c for comments in self._comments.values() for c in comments]
 
@@ -647,6 +664,9 @@ class FakeJira:
             return web.json_response(
                 {"errorMessages": [], "errors": errors or {"project": "Specify a valid project ID or key"}}, status=400
             )
+        properties = _entity_properties(payload.get("properties", []))
+        if properties is None:
+            return _errors(400, ["Properties must be a list of objects with a key (1-255 characters) and a value."])
         if fields.get("description") is not None and adf_problems(fields["description"]):
             return web.json_response(
                 {"errorMessages": [], "errors": {"description": "Operation value must be an Atlassian Document"}},
@@ -657,6 +677,8 @@ class FakeJira:
         issue = await self.put_issue(key, fields["summary"], project=project)
         issue["fields"]["labels"] = [str(label) for label in fields.get("labels") or []]
         issue["fields"]["description"] = fields.get("description")
+        if properties:
+            self._issue_properties[issue["id"]] = properties
         self.created.append(key)
         return web.json_response({"id": issue["id"], "key": key, "self": issue["self"]}, status=201)
 

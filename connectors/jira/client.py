@@ -142,10 +142,16 @@ class JiraClient:
             raise NotFoundError(f"{what}: {key!r} is not a Jira issue key")
         return await self._call("POST", f"/rest/api/3/issue/{quote(key, safe='')}/remotelink", what, json=dict(link))
 
-    async def create_issue(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+    async def create_issue(
+        self, fields: Mapping[str, Any], *, properties: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Create an issue from `fields` (project, summary, issuetype, description as ADF,
-        labels, ...). Returns Jira's CreatedIssue (`id`, `key`, `self`)."""
-        return await self._call("POST", "/rest/api/3/issue", "jira POST issue", json={"fields": dict(fields)})
+        labels, ...) with entity `properties` (key -> JSON value). Returns Jira's CreatedIssue
+        (`id`, `key`, `self`)."""
+        body: dict[str, Any] = {"fields": dict(fields)}
+        if properties:
+            body["properties"] = [{"key": key, "value": value} for key, value in properties.items()]
+        return await self._call("POST", "/rest/api/3/issue", "jira POST issue", json=body)
 
     async def search(self, jql: str, *, fields: list[str], max_results: int = 50, start_at: int = 0) -> dict[str, Any]:
         """One page of a JQL search (POST /rest/api/3/search): `issues`, `total`."""

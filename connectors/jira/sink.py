@@ -39,6 +39,9 @@ from schemas.records import RecordMissing, RecordRef
 
 log = logging.getLogger(__name__)
 
+#: The issue property a ticket threadlink opened records its thread in.
+ISSUE_PROPERTY = "threadlink"
+
 
 class JiraSink(Sink):
     """Lifecycle: the runtime calls `execute` for commands (concurrently across records, in
@@ -104,7 +107,10 @@ class JiraSink(Sink):
 
     async def _create(self, command: CreateTicket) -> Effect:
         """Find-before-create: the thread's label names the ticket already opened for it (by an
-        attempt whose answer was lost, or before a restart), so a thread gets one ticket."""
+        attempt whose answer was lost, or before a restart), so a thread gets one ticket. The
+        ticket also records its thread in an issue property (`threadlink`), for people and
+        tools reading the issue; the search goes by the label because Jira's JQL sees entity
+        properties only where an app's descriptor indexes them, which a REST client cannot."""
         label = thread_label(command.thread)
         found = await self.client.search(f'labels = "{label}" ORDER BY created ASC', fields=["summary"], max_results=1)
         issues = found.get("issues") if isinstance(found, dict) else None
@@ -124,7 +130,17 @@ class JiraSink(Sink):
         }
         # A refusal (400: no such project or issue type) is fatal: the outcome says why, and the
         # thread hears it. A lost answer is retried, and the search above finds what it made.
-        created = (await self.client.create_issue(fields)).get("key")
+        thread = command.thread
+        recorded = {
+            ISSUE_PROPERTY: {
+                "thread": thread.id,
+                "platform": thread.platform,
+                "workspace": thread.workspace,
+                "channel": thread.channel,
+                "command_id": command.command_id,
+            }
+        }
+        created = (await self.client.create_issue(fields, properties=recorded)).get("key")
         if not isinstance(created, str) or not created:
             raise SkippableError("jira POST issue answered without the new issue's key")
         return Effect(created=RecordRef(system=self.ctx.name, key=created), url=self._browse(created))

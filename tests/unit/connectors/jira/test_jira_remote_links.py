@@ -189,3 +189,26 @@ async def test_the_escalated_transcript_keeps_its_lines_and_marks(sink: JiraSink
         {"type": "text", "text": "make fix", "marks": [{"type": "code"}]},
     ]
     fake_jira.assert_no_violations()
+
+
+async def test_a_threads_ticket_records_its_thread_in_an_issue_property_and_is_found_again(
+    sink: JiraSink, fake_jira: FakeJira
+) -> None:
+    command = CreateTicket(
+        command_id=command_id_for("create_ticket", THREAD.id, 1),
+        target="jira",
+        thread=THREAD,
+        project="OPS",
+        summary="Checkout is down",
+    )
+    envelope: Envelope[Command] = Envelope.wrap(
+        command, type=events.COMMAND.format(kind=command.kind), source_system="streams"
+    )
+    first = await sink.execute(command, envelope)
+    assert first.created is not None and not first.recovered
+    recorded = fake_jira.issue_properties(first.created.key)["threadlink"]
+    assert recorded["thread"] == THREAD.id and recorded["command_id"] == command.command_id
+    again = await sink.execute(command, envelope)  # a retry after a lost answer
+    assert again.created == first.created and again.recovered
+    assert fake_jira.created == [first.created.key]
+    fake_jira.assert_no_violations()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from schemas.outcomes import ErrorKind
+from schemas.trace import TRACEPARENT_RE
 
 
 class DeadLetter(BaseModel):
@@ -23,6 +25,10 @@ class DeadLetter(BaseModel):
     consumer: str
     failed_at: datetime
     attempts: int = 1
+    traceparent: str | None = Field(
+        default=None,
+        description="The original's W3C trace context (its Kafka header): where to look in traces and logs.",
+    )
     outcome_unknown: bool = Field(
         default=False,
         description="An attempt may have had its side effect: a replay looks for it before doing it again.",
@@ -61,8 +67,19 @@ class DeadLetter(BaseModel):
                 "failed_at": datetime.now(UTC),
                 "attempts": attempts,
                 "outcome_unknown": outcome_unknown,
+                "traceparent": _traceparent(getattr(record, "headers", None)),
             }
         )
 
     def original_value(self) -> bytes:
         return base64.b64decode(self.value) if self.value_encoding == "base64" else self.value.encode()
+
+
+def _traceparent(headers: Any) -> str | None:
+    """The `traceparent` header of a record (a list of (name, bytes) pairs, or a mapping)."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers if isinstance(headers, list | tuple) else []
+    for pair in pairs:
+        if isinstance(pair, tuple | list) and len(pair) == 2 and pair[0] == "traceparent":
+            value = pair[1].decode("ascii", "replace") if isinstance(pair[1], bytes) else str(pair[1])
+            return value if TRACEPARENT_RE.match(value) else None
+    return None

@@ -17,7 +17,7 @@ from schemas.trace import child_traceparent
 from schemas.visibility import Visibility
 
 #: Bump the minor for additive changes, the major for breaking ones (see schemas/compat.py).
-SCHEMA_VERSION = "2.5"
+SCHEMA_VERSION = "2.6"
 
 CONTENT_TYPE = "application/cloudevents+json"
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import logging.config
 import os
 import sys
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from typing import Any
 from kafka.errors import KafkaError
 
 from threadlink.config import ConfigError, Settings, load_settings
+from threadlink.logs import logging_config
 
 log = logging.getLogger("threadlink")
 
@@ -38,14 +40,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _settings(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.config)
-    _logging(settings.log_level if not getattr(args, "verbose", False) else "debug")
+    logging.config.dictConfig(logging_config(_level(args, settings), settings.log_format))
     return settings
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # kafka-python is chatty at INFO about every connection.
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLogger().level))
+def _level(args: argparse.Namespace, settings: Settings) -> str:
+    return "debug" if getattr(args, "verbose", False) else settings.log_level
 
 
 def _require_kafka(settings: Settings) -> None:
@@ -81,7 +81,13 @@ def cmd_streams_run(args: argparse.Namespace) -> int:
     wait_s = settings.streams.know.startup_wait_s
     if not ctx.read_articles(wait_s):
         log.warning("not every article and subscription was read within %.0fs; early messages get fewer", wait_s)
-    worker = faust.Worker(ctx.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker = faust.Worker(
+        ctx.app,
+        loglevel=_level(args, settings),
+        logging_config=logging_config(_level(args, settings), settings.log_format),
+        quiet=True,
+        redirect_stdouts=False,
+    )
     worker.execute_from_commandline()
     return 0
 

@@ -398,6 +398,11 @@ class Settings(BaseSettings):
     streams: StreamSettings = Field(default_factory=StreamSettings)
     connectors: dict[str, ConnectorEntry] = Field(default_factory=dict)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: a line per record; json: one JSON object per line, with the event and trace ids "
+        "of what is being handled (for a log pipeline).",
+    )
 
     @classmethod
     def settings_customise_sources(

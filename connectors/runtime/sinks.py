@@ -56,6 +56,7 @@ from schemas.ledger import LedgerEntry
 from schemas.outcomes import Effect, ErrorKind, Outcome, OutcomeStatus
 from schemas.records import RecordBase, RecordRef
 from schemas.topics import TopicNames
+from threadlink import logs
 
 log = logging.getLogger(__name__)
 
@@ -319,6 +320,8 @@ class SinkRunner:
 
     async def _handle(self, item: Pending) -> None:
         envelope, record = item.envelope, item.record
+        if envelope is not None:  # the key's own task: its log lines carry the command's ids
+            logs.bind(envelope.id, envelope.traceparent)
         if envelope is None:
             await self._dead_letter(record, "invalid", "not a command envelope")
             metrics.SINK_COMMANDS.labels(self.name, "unknown", "dead_lettered").inc()

@@ -32,6 +32,7 @@ from schemas.deadletters import DeadLetter
 from schemas.envelope import Envelope
 from schemas.outcomes import ErrorKind
 from streams.flows.emit import Emit
+from threadlink.logs import handling
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,8 @@ class FlowRunner(Generic[T]):
             return [self._letter(event, "invalid", f"not a valid envelope here: {exc.error_count()} problem(s)")]
         key = event.key.decode("utf-8", "replace") if isinstance(event.key, bytes) else str(event.key or "")
         try:
-            emits = self.handler(envelope, key)
+            with handling(envelope.id, envelope.traceparent):  # its log lines carry its ids
+                emits = self.handler(envelope, key)
         except Exception as exc:
             log.exception("%s: handling %s failed", self.agent, envelope.id)
             EVENTS.labels(self.agent, "failed").inc()

@@ -5,9 +5,11 @@ threadlink streams run        # a worker (what deploy/ runs); run several to sha
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -103,6 +105,21 @@ def create_app(settings: Settings) -> StreamsContext:
     async def healthz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
         # Serving at all means the worker's loop runs; what it owns says whether it has joined.
         return view.json({"status": "ok", "partitions": len(app.consumer.assignment())})
+
+    joined = asyncio.Event()
+
+    @app.on_rebalance_complete.connect
+    def on_rebalanced(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        joined.set()
+
+    @app.page("/readyz")
+    async def readyz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+        # Ready once it has joined the group and recovered its tables (a worker with no partition
+        # is ready too: it stands by); until then a rollout waits for it.
+        partitions = len(app.consumer.assignment())
+        if joined.is_set():
+            return view.json({"status": "ready", "partitions": partitions})
+        return view.json({"status": "joining", "partitions": partitions}, status=503)
 
     ctx.flow = agents.register(ctx)
     queries.register(ctx)

@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, MessageSizeTooLargeError
 
 from connectors.errors import RetriableError, SkippableError
-from connectors.runtime import kafka_fixes
+from connectors.runtime import health, kafka_fixes
 from connectors.runtime.limits import MAX_RECORD_BYTES
 from connectors.runtime.metrics import EVENTS_PUBLISHED, PUBLISH_SECONDS
 from schemas.envelope import Envelope
@@ -142,7 +142,12 @@ class KafkaPublisher:
         try:
             await asyncio.wait_for(done, self._acknowledge_within_s)
         except TimeoutError:
+            health.set_status("kafka", "the broker does not acknowledge what this process publishes")
             raise PublishError(f"no acknowledgement for {topic} within {self._acknowledge_within_s:.0f}s") from None
+        except PublishError:
+            health.set_status("kafka", "the broker does not acknowledge what this process publishes")
+            raise
+        health.set_status("kafka", None)
         PUBLISH_SECONDS.labels(self._connector).observe(time.perf_counter() - started)
         EVENTS_PUBLISHED.labels(self._connector, topic).inc()
 

@@ -237,6 +237,10 @@ async def healthz_view(_request: web.Request) -> web.Response:
     return web.json_response(health.report())
 
 
+async def readyz_view(_request: web.Request) -> web.Response:
+    return web.json_response(health.report(), status=200 if health.ready() else 503)
+
+
 def build_app(
     sources: list[tuple[str, WebhookSource]],
     *,
@@ -254,4 +258,5 @@ def build_app(
             app.router.add_route(route.method.upper(), webhook_path(connector, route), handler)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/healthz", healthz_view)
+    app.router.add_get("/readyz", readyz_view)
     return app

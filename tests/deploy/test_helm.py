@@ -3,8 +3,8 @@ rendered with several sets of values and every manifest validated against Kubern
 OpenAPI schemas (kubernetes-validate, strict: no unknown field) for the oldest and the newest
 Kubernetes the chart supports; then what the deployment relies on, read from the rendered
 manifests: one Deployment per connector, the workers autoscaled up to the partition count,
-probes on /healthz, resources, secrets only from the existing Secret, topics by a hook Job, and a
-config that threadlink loads.
+probes on /healthz (liveness) and /readyz (readiness), resources, secrets only from the existing
+Secret, topics by a hook Job, and a config that threadlink loads.
 
 Needs `helm`: scripts/test.sh builds it with `go install` (cached by Go); skipped when missing."""
 
@@ -186,9 +186,9 @@ def test_probes_resources_and_security(render: Render) -> None:
             continue
         by_name = {p["name"]: p["containerPort"] for p in container["ports"]}
         process = "connectors" if container["args"][0] == "connectors" else "streams"
-        for probe in ("livenessProbe", "readinessProbe"):
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
             get = container[probe]["httpGet"]
-            assert get["path"] == "/healthz", name
+            assert get["path"] == path, name
             assert by_name[get["port"]] == ports[process], f"{name}: {probe} asks a port the process does not serve"
         annotations = {}
         for doc in of_kind(render(), "Deployment"):

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -71,6 +72,10 @@ def test_status_shows_a_healthy_deployment_and_then_the_sink_whose_token_was_rev
     assert rows[("process", "connectors")][2] == "ok" and rows[("process", "streams")][2] == "ok"
     assert rows[("sink", f"{namespace}.sink.slack")][2:4] == ["up", "1"]  # up, 1 member(s)
     assert rows[("dead", "letters")][3] == "empty"
+    connectors_ready = f"http://127.0.0.1:{sandbox.settings.http.port}/readyz"
+    streams_ready = f"http://127.0.0.1:{sandbox.settings.streams.web_port}/readyz"
+    assert httpx.get(connectors_ready, timeout=10).status_code == 200
+    assert httpx.get(streams_ready, timeout=10).json()["status"] == "ready"
 
     sandbox.slack.bot_token = "xoxb-revoked-" + secrets.token_hex(4)
     sandbox.post("C" + secrets.token_hex(4).upper(), "STA-1 again?")
@@ -79,3 +84,7 @@ def test_status_shows_a_healthy_deployment_and_then_the_sink_whose_token_was_rev
     )
     [connectors] = [row for row in degraded.stdout.splitlines() if row.split()[:2] == ["process", "connectors"]]
     assert connectors.split()[2] == "degraded" and "sink:slack" in connectors, degraded.stdout
+    # Live, but not ready: a rollout waits, a liveness probe does not restart it for a credential.
+    not_ready = httpx.get(connectors_ready, timeout=10)
+    assert not_ready.status_code == 503 and "sink:slack" in not_ready.json()["problems"]
+    assert httpx.get(f"http://127.0.0.1:{sandbox.settings.http.port}/healthz", timeout=10).status_code == 200

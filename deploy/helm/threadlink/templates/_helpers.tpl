@@ -75,6 +75,6 @@ livenessProbe:
   httpGet: { path: /healthz, port: {{ .port }} }
   {{- toYaml .probes.liveness | nindent 2 }}
 readinessProbe:
-  httpGet: { path: /healthz, port: {{ .port }} }
+  httpGet: { path: /readyz, port: {{ .port }} }
   {{- toYaml .probes.readiness | nindent 2 }}
 {{- end -}}

